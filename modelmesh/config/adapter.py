@@ -1,0 +1,38 @@
+"""Settings of the built-in adapter + puller (`modelmesh runtime --role adapter|puller`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelmesh.config.common import LogSettings
+from modelmesh.config.settings import non_negative, one_of, parse_bool, port, positive, setting
+
+
+@dataclass(frozen=True)
+class AdapterSettings(LogSettings):
+    server_type: str = setting(
+        "SERVER_TYPE", "mlserver", "model server driven by the adapter",
+        parse=str.lower, check=one_of("triton", "mlserver", "ovms", "torchserve"),
+    )
+    adapter_port: int = setting("ADAPTER_PORT", 8085, "port the ModelRuntime SPI is served on", check=port)
+    runtime_port: int = setting("RUNTIME_PORT", 8001, "management port of the model server", check=port)
+    runtime_data_endpoint: str = setting("RUNTIME_DATA_ENDPOINT", "", "data endpoint of the model server (port:N)")
+    container_mem_req_bytes: int = setting(
+        "CONTAINER_MEM_REQ_BYTES", help="memory request of the model server container", check=positive
+    )
+    mem_buffer_bytes: int = setting(
+        "MEM_BUFFER_BYTES", 256 * 1024 * 1024, "memory kept free below the request", check=non_negative
+    )
+    loading_concurrency: int = setting("LOADING_CONCURRENCY", 1, "concurrent loads", check=positive)
+    loadtime_timeout_ms: int = setting("LOADTIME_TIMEOUT", 30000, "model load timeout (ms)", check=positive)
+    default_model_size: int = setting("DEFAULT_MODELSIZE", 1000000, "size assumed when unknown (bytes)", check=positive)
+    modelsize_multiplier: float = setting(
+        "MODELSIZE_MULTIPLIER", 1.25, "memory per byte of model on disk", check=positive
+    )
+    runtime_version: str = setting("RUNTIME_VERSION", "", "version reported in runtimeStatus")
+    limit_per_model_concurrency: int = setting(
+        "LIMIT_PER_MODEL_CONCURRENCY", 0, "max concurrent requests per model (0 = unlimited)", check=non_negative
+    )
+    root_model_dir: str = setting("ROOT_MODEL_DIR", "/models", "where model files are laid out")
+    use_embedded_puller: bool = setting("USE_EMBEDDED_PULLER", True, "pull from storage before loading", parse=parse_bool)
+    storage_config_dir: str = setting("STORAGE_CONFIG_DIR", "/storage-config", "mounted storage-config secret")

@@ -1,0 +1,21 @@
+"""Settings of the REST proxy (`modelmesh runtime --role rest-proxy`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelmesh.config.common import LogSettings
+from modelmesh.config.settings import parse_bool, port, positive, setting
+
+
+@dataclass(frozen=True)
+class RestProxySettings(LogSettings):
+    listen_port: int = setting("REST_PROXY_LISTEN_PORT", 8008, "HTTP port of the V2 REST API", check=port)
+    grpc_host: str = setting("REST_PROXY_GRPC_HOST", "127.0.0.1", "host of the mesh's gRPC port")
+    grpc_port: int = setting("REST_PROXY_GRPC_PORT", 8033, "the mesh's gRPC port", check=port)
+    use_tls: bool = setting("REST_PROXY_USE_TLS", False, "TLS to the gRPC side", parse=parse_bool)
+    grpc_max_msg_size: int = setting(
+        "REST_PROXY_GRPC_MAX_MSG_SIZE_BYTES", 16 * 1024 * 1024, "max gRPC message size (bytes)", check=positive
+    )
+    skip_verify: bool = setting("REST_PROXY_SKIP_VERIFY", False, "do not verify the gRPC side's certificate", parse=parse_bool)
+    access_log: bool = setting("REST_PROXY_ACCESS_LOG", False, "log one line per request", parse=parse_bool)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install everything the tests need, idempotently: apt packages, the project venv, and the
+# cached real components (kube-apiserver build, MLServer venv, Triton venv).
+# Each step names what failed and how to fix it.
+source "$(dirname "$0")/lib.sh"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+
+apt_ensure etcd-server openssl python3.11-venv libpython3.11
+
+# The project venv, rebuilt only when pyproject.toml changes.
+PY="${MODELMESH_PYTHON:-python3}"
+command -v "$PY" >/dev/null || die "$PY not found" "install Python >= 3.11"
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "$PY is older than 3.11" "install Python >= 3.11"
+STAMP=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$STAMP" ]; then
+  step "installing the project into .venv (pip install -e .[dev])"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv || die "could not create .venv" "apt-get install -y python3-venv"
+  .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/pip install -q -e ".[dev]" 2>&1 | grep -v -e '^WARNING: Location' -e 'BuildBackendWarning' || true
+  .venv/bin/python -c 'import modelmesh.cli, grpc_tools, pytest_asyncio, moto' 2>/dev/null \
+    || die "pip install -e .[dev] failed" "run .venv/bin/pip install -e '.[dev]' to see the error"
+  rm -f .venv/.installed-* && touch "$STAMP"
+fi
+
+bash scripts/install-kube-apiserver.sh >/dev/null
+bash scripts/install-mlserver.sh >/dev/null
+bash scripts/install-triton.sh >/dev/null
+step "dependencies ready"
