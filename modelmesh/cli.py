@@ -12,6 +12,7 @@ a flag wins over the env var. An invalid setting exits 2 with one line naming it
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -109,17 +110,13 @@ def _run(ns: argparse.Namespace, settings: Any) -> int:
         print("modelmesh local: not yet available in this build (see the README)", file=sys.stderr)
         return 3
     if ns.mode == "controller":
-        from modelmesh.apps.controller import ControllerApp
+        from modelmesh.apps.controller import make_app
 
-        return lifecycle.run(lambda: ControllerApp(settings), shutdown_timeout_s=30)
-    from modelmesh.apps.runtime import MeshRuntimeApp, RoleApp
-    from modelmesh.config.common import MetricsSpec
-
+        return lifecycle.run(lambda: make_app(settings), shutdown_timeout_s=30)
     role = ns.role or "mesh"
-    if role == "mesh":
-        return lifecycle.run(lambda: MeshRuntimeApp(settings), settings.shutdown_timeout_ms / 1000)
-    return lifecycle.run(lambda: RoleApp(role, MetricsSpec(enabled=False), None), shutdown_timeout_s=30)
-
+    module = importlib.import_module(f"modelmesh.apps.{role.replace('-', '_')}")
+    timeout_s = settings.shutdown_timeout_ms / 1000 if role == "mesh" else 30
+    return lifecycle.run(lambda: module.make_app(settings), shutdown_timeout_s=timeout_s)
 
 if __name__ == "__main__":
     sys.exit(main())

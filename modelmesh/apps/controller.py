@@ -25,3 +25,7 @@ class ControllerApp(ObservedApp):
     async def start_components(self) -> None:
         log.warning("reconcilers not available in this build; serving probes and metrics only",
                     namespace=self.settings.namespace)
+
+
+def make_app(settings: ControllerSettings) -> ControllerApp:
+    return ControllerApp(settings)

@@ -1,0 +1,26 @@
+"""`modelmesh runtime puller`: the standalone puller for custom runtimes.
+
+The component plugs in here; until it lands this role only runs the shared lifecycle.
+"""
+
+from __future__ import annotations
+
+from modelmesh.apps.observed import ObservedApp
+from modelmesh.config.common import MetricsSpec
+from modelmesh.config.adapter import AdapterSettings
+from modelmesh.observability.logging import get_logger
+
+log = get_logger("modelmesh.runtime.puller")
+
+
+class Placeholder(ObservedApp):
+    def __init__(self, settings: AdapterSettings) -> None:
+        super().__init__("runtime-puller", MetricsSpec(enabled=False), None)
+        self.settings = settings
+
+    async def start_components(self) -> None:
+        log.warning("component not available in this build", role="puller")
+
+
+def make_app(settings: AdapterSettings) -> ObservedApp:
+    return Placeholder(settings)
