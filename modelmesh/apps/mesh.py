@@ -1,25 +1,31 @@
-"""`modelmesh runtime` (role mesh): one instance of the serving mesh.
-
-The mesh component plugs in here; until it lands this serves probes and metrics only.
-"""
+"""`modelmesh runtime` (role mesh): one instance of the serving mesh, with its probes
+(/ready, /live) and Prometheus metrics."""
 
 from __future__ import annotations
 
 from modelmesh.apps.observed import ObservedApp
 from modelmesh.config.mesh import MeshSettings
-from modelmesh.observability.logging import get_logger
-
-log = get_logger("modelmesh.runtime.mesh")
+from modelmesh.lifecycle import StartupError
+from modelmesh.mesh.instance import MeshInstance
 
 
 class MeshApp(ObservedApp):
     def __init__(self, settings: MeshSettings) -> None:
         super().__init__("runtime", settings.metrics, settings.probe_port)
         self.settings = settings
+        self.mesh = MeshInstance(settings, self.registry)
 
     async def start_components(self) -> None:
-        log.warning("mesh component not available in this build; serving probes and metrics only",
-                    service=self.settings.service_name, instance=self.settings.instance_id)
+        try:
+            await self.mesh.start()
+        except (TimeoutError, ValueError) as e:
+            raise StartupError(str(e)) from None
+        self.ready = True
+
+    async def stop_components(self) -> None:
+        self.ready = False
+        if getattr(self.mesh, "models", None) is not None:
+            await self.mesh.stop(self.settings.shutdown_timeout_ms / 1000)
 
 
 def make_app(settings: MeshSettings) -> MeshApp:

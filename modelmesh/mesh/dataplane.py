@@ -1,0 +1,56 @@
+"""Data-plane API config (MM_DATAPLANE_CONFIG[_PATH]): per gRPC method, where the model id
+lives in the request, and whether other methods may pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class RpcConfig:
+    id_extraction_path: tuple[int, ...] = ()
+    vmodel_id: bool = False
+
+
+@dataclass(frozen=True)
+class DataPlaneConfig:
+    rpc_configs: dict[str, RpcConfig] = field(default_factory=dict)
+    allow_other_rpcs: bool = True
+    configured: bool = False
+
+    @classmethod
+    def parse(cls, raw: bytes | str) -> "DataPlaneConfig":
+        if not raw or not str(raw).strip():
+            return cls()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise ValueError(f"data-plane config is not valid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ValueError("data-plane config must be a JSON object")
+        configs = {}
+        for method, spec in (data.get("rpcConfigs") or {}).items():
+            path = spec.get("idExtractionPath") or ()
+            if not all(isinstance(n, int) and n > 0 for n in path):
+                raise ValueError(f"idExtractionPath of {method} must be positive field numbers")
+            configs[method.lstrip("/")] = RpcConfig(tuple(path), bool(spec.get("vModelId", False)))
+        return cls(configs, bool(data.get("allowOtherRpcs", True)), True)
+
+    @classmethod
+    def load(cls, inline: str = "", path: str = "") -> "DataPlaneConfig":
+        if inline:
+            return cls.parse(inline)
+        if path:
+            p = Path(path)
+            return cls.parse(p.read_bytes()) if p.exists() else cls()
+        return cls()
+
+    def for_method(self, method: str) -> RpcConfig | None:
+        """`method` as gRPC names it: `/pkg.Service/Method`."""
+        return self.rpc_configs.get(method[1:] if method.startswith("/") else method)
+
+    def allows(self, method: str) -> bool:
+        return not self.configured or self.allow_other_rpcs or self.for_method(method) is not None

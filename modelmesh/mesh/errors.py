@@ -1,0 +1,45 @@
+"""Errors the mesh turns into gRPC status codes."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class MeshError(Exception):
+    code = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelNotFound(MeshError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class InvalidRequest(MeshError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class LoadFailed(MeshError):
+    """A load failed on an instance (the runtime's message is kept for LOADING_FAILED)."""
+
+    code = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, instance_id: str = "", retryable_elsewhere: bool = True) -> None:
+        super().__init__(message)
+        self.instance_id = instance_id
+        self.retryable_elsewhere = retryable_elsewhere
+
+
+class NoCapacity(MeshError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class ShuttingDown(MeshError):
+    code = grpc.StatusCode.UNAVAILABLE

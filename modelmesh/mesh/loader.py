@@ -1,0 +1,232 @@
+"""Loading and unloading copies on this instance: single-flight loads, room made by LRU
+eviction, bounded loading concurrency, load timeout, and the registry kept in step."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from modelmesh.mesh.cache import CopyState, LocalCache, LocalCopy, now_ms
+from modelmesh.mesh.errors import LoadFailed, ModelNotFound, NoCapacity, ShuttingDown
+from modelmesh.mesh.metrics import MeshMetrics
+from modelmesh.mesh.records import ModelRecord
+from modelmesh.mesh.runtime_client import RuntimeClient
+from modelmesh.mesh.tables import Table
+from modelmesh.observability.logging import get_logger
+
+log = get_logger("modelmesh.mesh.loader")
+
+ModelEvent = Callable[[str], Awaitable[None]]
+
+
+def _error_text(e: BaseException) -> str:
+    if isinstance(e, grpc.aio.AioRpcError):
+        return e.details() or e.code().name
+    if isinstance(e, asyncio.TimeoutError):
+        return "timed out"
+    return str(e) or type(e).__name__
+
+
+class ModelLoader:
+    def __init__(
+        self,
+        instance_id: str,
+        cache: LocalCache,
+        runtime: RuntimeClient,
+        models: Table[ModelRecord],
+        metrics: MeshMetrics,
+        *,
+        load_timeout_s: float,
+        max_loading: int,
+        default_size: int,
+        on_loaded: ModelEvent,
+        on_failed: ModelEvent,
+    ) -> None:
+        self.instance_id = instance_id
+        self.cache = cache
+        self.runtime = runtime
+        self.models = models
+        self.metrics = metrics
+        self.load_timeout_s = load_timeout_s
+        self.default_size = default_size
+        self._loading = asyncio.Semaphore(max(1, max_loading))
+        self._on_loaded = on_loaded
+        self._on_failed = on_failed
+        self._tasks: set[asyncio.Task] = set()
+        self.accepting = True
+
+    # --- loads --------------------------------------------------------------------------
+
+    async def ensure_local(self, model_id: str, record: ModelRecord) -> LocalCopy:
+        """A LOADED copy of the model here; concurrent callers share one load."""
+        deadline = time.monotonic() + self.load_timeout_s + 30
+        while True:
+            copy = self.cache.get(model_id)
+            if copy is not None and copy.state is not CopyState.UNLOADING:
+                await asyncio.shield(copy.ready)
+                return copy
+            if copy is not None:  # being unloaded: wait until it is gone, then load again
+                await self._wait_space(deadline)
+                continue
+            if not self.accepting:
+                raise ShuttingDown("instance is shutting down")
+            size = await self.runtime.predict_size(model_id, record.type, record.path, record.key) \
+                or self.default_size
+            if size > self.cache.capacity:
+                raise NoCapacity(f"model {model_id} needs {size} bytes, more than the instance capacity "
+                                 f"of {self.cache.capacity}")
+            await self._make_room(size, deadline)
+            if self.cache.get(model_id) is not None:
+                continue  # someone else started it while we made room
+            copy = self.cache.reserve(model_id, size)
+            self._spawn(self._load(copy, record))
+            await asyncio.shield(copy.ready)
+            return copy
+
+    async def _load(self, copy: LocalCopy, record: ModelRecord) -> None:
+        model_id = copy.model_id
+        queued = time.monotonic()
+        try:
+            async with self._loading:
+                self.metrics.loading_queue_delay.observe((time.monotonic() - queued) * 1000)
+                claimed = await self.models.update(model_id, lambda r: r and r.replace(
+                    loading_in={**r.loading_in, self.instance_id: now_ms()}))
+                if claimed is None:
+                    raise ModelNotFound(f"model {model_id} was unregistered")
+                started = time.monotonic()
+                resp = await self.runtime.load(model_id, record.type, record.path, record.key, self.load_timeout_s)
+                self.metrics.load_ms.observe((time.monotonic() - started) * 1000)
+                size = resp.sizeInBytes
+                if not size:
+                    t = time.monotonic()
+                    size = await self.runtime.model_size(model_id) or copy.size
+                    self.metrics.sizing_ms.observe((time.monotonic() - t) * 1000)
+        except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-raised if cancel
+            await self._load_failed(copy, e)
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            return
+        self.cache.resize(copy, size)
+        self.metrics.loaded_size.observe(size)
+        log.info("model loaded", model_id=model_id, size=size, ms=int((time.monotonic() - started) * 1000))
+        # The registry lists the copy before waiters are released, so a status read right
+        # after a request that caused the load already says LOADED.
+        try:
+            kept = await self.models.update(model_id, lambda r: r and r.replace(
+                instance_ids={**r.instance_ids, self.instance_id: now_ms()},
+                loading_in={k: v for k, v in r.loading_in.items() if k != self.instance_id},
+                failed_in={k: v for k, v in r.failed_in.items() if k != self.instance_id},
+                fail_msgs={k: v for k, v in r.fail_msgs.items() if k != self.instance_id}))
+        except Exception as e:  # noqa: BLE001 - the store is down: serve anyway, the janitor re-syncs
+            log.warning("could not record loaded copy", model_id=model_id, error=str(e))
+            kept = record
+        self.cache.mark_loaded(copy, resp.maxConcurrency)
+        if kept is None:  # unregistered while loading
+            self._spawn(self.unload(copy, "unregistered"))
+            return
+        if self.cache.used > self.cache.capacity:  # real size exceeded the estimate
+            self._spawn(self._shrink_to_capacity())
+        await self._on_loaded(model_id)
+
+    async def _load_failed(self, copy: LocalCopy, e: BaseException) -> None:
+        model_id = copy.model_id
+        message = _error_text(e)
+        if isinstance(e, asyncio.TimeoutError) or (
+                isinstance(e, grpc.aio.AioRpcError) and e.code() is grpc.StatusCode.DEADLINE_EXCEEDED):
+            message = f"load of {model_id} timed out after {self.load_timeout_s:.0f}s"
+        self.metrics.load_failures.inc()
+        log.warning("model load failed", model_id=model_id, error=message)
+        not_attempted = isinstance(e, grpc.aio.AioRpcError) and e.code() in (
+            grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
+        if not isinstance(e, ModelNotFound):
+            # Recorded before waiters are released, so what they read next includes it.
+            try:
+                await self.models.update(model_id, lambda r: r and r.replace(
+                    loading_in={k: v for k, v in r.loading_in.items() if k != self.instance_id},
+                    failed_in={**r.failed_in, self.instance_id: now_ms()},
+                    fail_msgs={**r.fail_msgs, self.instance_id: message}))
+            except Exception as ue:  # noqa: BLE001
+                log.warning("could not record load failure", model_id=model_id, error=str(ue))
+        await self.cache.release(copy, LoadFailed(message, self.instance_id))
+        if isinstance(e, ModelNotFound):
+            return
+        if not not_attempted:
+            # The SPI asks for an unload after a failed or cancelled load, to free partial state.
+            try:
+                await self.runtime.unload(model_id, timeout_s=30)
+            except grpc.aio.AioRpcError:
+                pass
+        await self._on_failed(model_id)
+
+    # --- room ---------------------------------------------------------------------------
+
+    async def _make_room(self, size: int, deadline: float) -> None:
+        while True:
+            victims = self.cache.eviction_candidates(size)
+            if victims == []:
+                return
+            if victims:
+                now = now_ms()
+                for v in victims:
+                    self.metrics.age_at_eviction.observe(now - v.last_used)
+                    self.cache.begin_unload(v)
+                await asyncio.gather(*(self.unload(v, "evicted") for v in victims))
+                continue
+            await self._wait_space(deadline)
+
+    async def _wait_space(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise NoCapacity("no room for the model on this instance: every loaded model is in use or "
+                             "was used too recently to evict")
+        async with self.cache.space_freed:
+            try:
+                await asyncio.wait_for(self.cache.space_freed.wait(), min(remaining, 1.0))
+            except asyncio.TimeoutError:
+                pass  # re-check: a copy may have aged past the churn limit
+
+    async def _shrink_to_capacity(self) -> None:
+        victims = self.cache.eviction_candidates(0) or []
+        for v in victims:
+            self.cache.begin_unload(v)
+        await asyncio.gather(*(self.unload(v, "over capacity") for v in victims))
+
+    # --- unloads ------------------------------------------------------------------------
+
+    async def unload(self, copy: LocalCopy, reason: str) -> None:
+        """Remove this instance from the model's record, then unload it from the runtime."""
+        model_id = copy.model_id
+        self.cache.begin_unload(copy)
+        try:
+            await self.models.update(model_id, lambda r: r and r.replace(
+                instance_ids={k: v for k, v in r.instance_ids.items() if k != self.instance_id},
+                loading_in={k: v for k, v in r.loading_in.items() if k != self.instance_id}))
+        except Exception as e:  # noqa: BLE001 - the unload itself must still happen
+            log.warning("could not update registry on unload", model_id=model_id, error=str(e))
+        started = time.monotonic()
+        try:
+            await self.runtime.unload(model_id)
+            self.metrics.unload_ms.observe((time.monotonic() - started) * 1000)
+        except grpc.aio.AioRpcError as e:
+            self.metrics.unload_failures.inc()
+            log.warning("runtime unload failed", model_id=model_id, error=_error_text(e))
+        await self.cache.release(copy)
+        log.info("model unloaded", model_id=model_id, reason=reason)
+
+    def forget(self, copy: LocalCopy) -> None:
+        """The runtime lost the model (answered NOT_FOUND): drop our copy without unloading."""
+        self._spawn(self.cache.release(copy))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        self.accepting = False
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,298 @@
+"""Inference routing: every non-mesh gRPC method is forwarded, as raw bytes, to a copy of
+the target model - here (the local runtime) or on the peer instance that holds it - loading
+it on a cache miss.
+
+The hot path (a hit) reads only in-memory state: the model registry view and this
+instance's cache. No KV store round trip, no protobuf decode of the payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import grpc
+
+from modelmesh.mesh.cache import CopyState, LocalCache, LocalCopy, now_ms
+from modelmesh.mesh.channels import PeerChannels, RawChannel
+from modelmesh.mesh.constraints import TypeConstraints
+from modelmesh.mesh.dataplane import DataPlaneConfig
+from modelmesh.mesh.errors import InvalidRequest, LoadFailed, MeshError, ModelNotFound
+from modelmesh.mesh.loader import ModelLoader
+from modelmesh.mesh.metrics import MeshMetrics
+from modelmesh.mesh.placement import choose_instance
+from modelmesh.mesh.protowire import WireError, extract_string, inject_string
+from modelmesh.mesh.records import InstanceRecord, ModelRecord, VModelRecord
+from modelmesh.mesh.tables import Table
+from modelmesh.observability.logging import get_logger
+
+log = get_logger("modelmesh.mesh.router")
+
+MODEL_ID = "mm-model-id"
+VMODEL_ID = "mm-vmodel-id"
+INTERNAL = "mm-internal"  # set on requests one instance forwards to another
+LOAD_FAILED = "mm-load-failed"  # trailing metadata: the forwarded-to instance failed to load
+BALANCED = "mm-balanced"
+MAX_FAILED_INSTANCES = 3
+_DROP_HEADERS = frozenset({MODEL_ID, VMODEL_ID, MODEL_ID + "-bin", VMODEL_ID + "-bin", INTERNAL, BALANCED,
+                           "content-type", "te", "user-agent", "grpc-accept-encoding", "grpc-encoding",
+                           "grpc-timeout", "accept-encoding"})
+
+
+def runtime_said_not_found(e: grpc.aio.AioRpcError) -> bool:
+    """Runtimes disagree on how to say 'no such model' (mesh.md): count them all."""
+    code, details = e.code(), (e.details() or "")
+    if code is grpc.StatusCode.NOT_FOUND:
+        return True
+    lowered = details.lower()
+    if code is grpc.StatusCode.UNAVAILABLE and "unknown model" in lowered and "not found" in lowered:
+        return True  # Triton
+    return code is grpc.StatusCode.INVALID_ARGUMENT and lowered.startswith("model ") and "not found" in lowered
+
+
+class RuntimeDown(MeshError):
+    code = grpc.StatusCode.INTERNAL
+
+
+@dataclass
+class RoutingConfig:
+    dataplane: DataPlaneConfig
+    constraints: TypeConstraints
+    allow_any_method: bool = True
+    # method (as "/pkg.Service/Method") -> field path that receives the model id
+    injection_paths: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    load_failure_expiry_ms: int = 900000
+    default_size: int = 1000000
+    multi_parallelism: int = 4
+
+
+class Router:
+    def __init__(self, instance_id: str, cache: LocalCache, loader: ModelLoader, models: Table[ModelRecord],
+                 vmodels: Table[VModelRecord], instances: Table[InstanceRecord], serving: RawChannel,
+                 peers: PeerChannels, config: RoutingConfig, metrics: MeshMetrics) -> None:
+        self.instance_id = instance_id
+        self.cache = cache
+        self.loader = loader
+        self.models = models
+        self.vmodels = vmodels
+        self.instances = instances
+        self.serving = serving
+        self.peers = peers
+        self.config = config
+        self.metrics = metrics
+        self._peer_inflight: dict[str, int] = {}
+        self.requests_by_model: dict[str, int] = {}  # read and reset by the janitor (rpm)
+
+    # --- entry point ----------------------------------------------------------------------
+
+    async def handle(self, method: str, data: bytes, context: grpc.aio.ServicerContext, internal: bool) -> bytes:
+        started = time.perf_counter()
+        code = "OK"
+        short = method.rsplit("/", 1)[-1]
+        try:
+            metadata = context.invocation_metadata() or ()
+            if not internal:
+                self._check_method(method)
+            ids = self._model_ids(method, data, metadata)
+            timeout = context.time_remaining()
+            passthrough = [(k, v) for k, v in metadata if k not in _DROP_HEADERS and not k.startswith(":")]
+            if len(ids) == 1:
+                model_id = await self._resolve(*ids[0])
+                response = await self._invoke(model_id, method, data, passthrough, timeout, internal)
+                await context.send_initial_metadata(((MODEL_ID, model_id),))
+            else:
+                response = await self._invoke_many(ids, method, data, passthrough, timeout, internal)
+            self.metrics.request_size.labels(short, code).observe(len(data))
+            self.metrics.response_size.labels(short, code).observe(len(response))
+            return response
+        except MeshError as e:
+            code = e.code.name
+            trailing = ((LOAD_FAILED, "1"),) if isinstance(e, LoadFailed) and internal else ()
+            if trailing:
+                context.set_trailing_metadata(trailing)
+            await context.abort(e.code, e.message)
+        except grpc.aio.AioRpcError as e:  # the runtime's or peer's own answer, passed through
+            code = e.code().name
+            await context.abort(e.code(), e.details() or "")
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        finally:
+            self.metrics.invoke_ms.labels(short, code).observe((time.perf_counter() - started) * 1000)
+
+    # --- which model ----------------------------------------------------------------------
+
+    def _check_method(self, method: str) -> None:
+        if method.startswith("/mmesh.ModelRuntime/"):
+            raise MeshError(f"method {method} is not reachable through the mesh", grpc.StatusCode.UNIMPLEMENTED)
+        dp = self.config.dataplane
+        if not dp.allows(method):
+            raise MeshError(f"method {method} is not enabled in the data-plane config", grpc.StatusCode.UNIMPLEMENTED)
+        if not self.config.allow_any_method and method not in self.config.injection_paths \
+                and dp.for_method(method) is None:
+            raise MeshError(f"method {method} is not supported by the runtime", grpc.StatusCode.UNIMPLEMENTED)
+
+    def _model_ids(self, method: str, data: bytes, metadata: Sequence[tuple[str, str | bytes]]) -> list[tuple[str, bool]]:
+        rpc = self.config.dataplane.for_method(method)
+        if rpc is not None and rpc.id_extraction_path:
+            try:
+                extracted = extract_string(data, rpc.id_extraction_path)
+            except WireError as e:
+                raise InvalidRequest(f"could not read the model id from the request: {e}") from None
+            if extracted:  # an id in the body wins over the headers; empty falls back to them
+                return [(extracted, rpc.vmodel_id)]
+        ids: list[tuple[str, bool]] = []
+        for key, value in metadata:
+            if key in (MODEL_ID, VMODEL_ID, MODEL_ID + "-bin", VMODEL_ID + "-bin"):
+                text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+                if text:
+                    ids.append((text, key.startswith(VMODEL_ID)))
+        if not ids:
+            raise InvalidRequest("no model id: set the mm-model-id or mm-vmodel-id header"
+                                 + (" or the request's model name field" if rpc is not None else ""))
+        return ids
+
+    async def _resolve(self, model_or_vmodel: str, is_vmodel: bool) -> str:
+        if not is_vmodel:
+            return model_or_vmodel
+        vm = self.vmodels.get(model_or_vmodel) or await self.vmodels.fetch(model_or_vmodel)
+        if vm is None or not vm.active_model:
+            raise ModelNotFound(f"vmodel {model_or_vmodel} not found")
+        return vm.active_model
+
+    # --- routing ------------------------------------------------------------------------
+
+    async def _invoke(self, model_id: str, method: str, data: bytes, metadata: list, timeout: float | None,
+                      internal: bool) -> bytes:
+        record = self.models.get(model_id) or await self.models.fetch(model_id)
+        if record is None:
+            raise ModelNotFound(f"Model {model_id} not found")
+        self.requests_by_model[model_id] = self.requests_by_model.get(model_id, 0) + 1
+        tried: set[str] = set()
+        for _ in range(8):
+            copy = self.cache.get(model_id)
+            if copy is not None and copy.state is CopyState.LOADED:
+                return await self._call_local(copy, record, method, data, metadata, timeout)
+            if internal or (copy is not None and copy.state is CopyState.LOADING):
+                copy = await self._load_here(model_id, record)
+                return await self._call_local(copy, record, method, data, metadata, timeout)
+            live = self.instances.items()
+            holders = [i for i in record.instance_ids if i in live and i != self.instance_id and i not in tried
+                       and not live[i].shutting_down]
+            if not holders:
+                holders = [i for i in record.loading_in if i in live and i != self.instance_id and i not in tried]
+            if holders:
+                peer = min(holders, key=lambda i: self._peer_inflight.get(i, 0))
+                try:
+                    return await self._call_peer(peer, live[peer], method, data, metadata, timeout, model_id)
+                except _PeerFailed:
+                    tried.add(peer)
+                    record = self.models.get(model_id) or record
+                    continue
+            target = self._place(record, tried)
+            if target == self.instance_id:
+                try:
+                    copy = await self._load_here(model_id, record)
+                except LoadFailed:
+                    tried.add(self.instance_id)
+                    record = self.models.get(model_id) or record
+                    continue
+                return await self._call_local(copy, record, method, data, metadata, timeout)
+            try:
+                return await self._call_peer(target, live[target], method, data, metadata, timeout, model_id)
+            except _PeerFailed:
+                tried.add(target)
+                record = self.models.get(model_id) or record
+        raise self._final_failure(record, model_id)
+
+    def _place(self, record: ModelRecord, tried: set[str]) -> str:
+        failures = record.live_failures(now_ms(), self.config.load_failure_expiry_ms)
+        if len(failures) >= MAX_FAILED_INSTANCES:
+            raise self._final_failure(record, "")
+        target = choose_instance(record.type, self.config.default_size, self.instances.items(),
+                                 self.config.constraints, self.instance_id, exclude=set(failures) | tried)
+        if target is None:
+            if failures or tried:
+                raise self._final_failure(record, "")
+            raise MeshError(self.config.constraints.no_instance_message(record.type), grpc.StatusCode.UNAVAILABLE)
+        return target
+
+    def _final_failure(self, record: ModelRecord, model_id: str) -> MeshError:
+        msgs = [record.fail_msgs[i] for i in sorted(record.failed_in, key=record.failed_in.get, reverse=True)
+                if i in record.fail_msgs]
+        if msgs:
+            return LoadFailed(msgs[0])
+        return MeshError(f"no instance could serve model {model_id}", grpc.StatusCode.UNAVAILABLE)
+
+    async def _load_here(self, model_id: str, record: ModelRecord) -> LocalCopy:
+        started = time.perf_counter()
+        copy = await self.loader.ensure_local(model_id, record)
+        self.metrics.cache_miss_ms.observe((time.perf_counter() - started) * 1000)
+        return copy
+
+    async def _call_local(self, copy: LocalCopy, record: ModelRecord, method: str, data: bytes, metadata: list,
+                          timeout: float | None, retried: bool = False) -> bytes:
+        path = self.config.injection_paths.get(method)
+        payload = inject_string(data, path, copy.model_id) if path else data
+        copy.inflight += 1
+        self.cache.touch(copy)
+        try:
+            return await self.serving.call(method, payload, [*metadata, (MODEL_ID, copy.model_id)], timeout)
+        except grpc.aio.AioRpcError as e:
+            if runtime_said_not_found(e) and not retried:
+                # The runtime lost the model (restart?): reload it once and retry.
+                log.warning("runtime does not have a model the mesh thinks is loaded; reloading",
+                            model_id=copy.model_id)
+                copy.inflight -= 1
+                await self.loader.unload(copy, "missing in runtime")
+                copy.inflight += 1
+                fresh = await self._load_here(copy.model_id, record)
+                return await self._call_local(fresh, record, method, data, metadata, timeout, retried=True)
+            if e.code() is grpc.StatusCode.UNAVAILABLE:
+                raise RuntimeDown(f"ModelRuntime UNAVAILABLE: {e.details()}") from None
+            raise
+        finally:
+            copy.inflight -= 1
+
+    async def _call_peer(self, peer_id: str, peer: InstanceRecord, method: str, data: bytes, metadata: list,
+                         timeout: float | None, model_id: str) -> bytes:
+        self._peer_inflight[peer_id] = self._peer_inflight.get(peer_id, 0) + 1
+        call = self.peers.get(peer.endpoint).call(
+            method, data, [*metadata, (MODEL_ID, model_id), (INTERNAL, self.instance_id)], timeout)
+        try:
+            return await call
+        except grpc.aio.AioRpcError as e:
+            trailing = e.trailing_metadata() or ()
+            if any(k == LOAD_FAILED for k, _ in trailing):
+                raise _PeerFailed() from None
+            if e.code() is grpc.StatusCode.UNAVAILABLE and "ModelRuntime" not in (e.details() or ""):
+                log.warning("peer unreachable", peer=peer_id, error=e.details())
+                raise _PeerFailed() from None
+            raise
+        finally:
+            self._peer_inflight[peer_id] -= 1
+
+    async def _invoke_many(self, ids: list[tuple[str, bool]], method: str, data: bytes, metadata: list,
+                           timeout: float | None, internal: bool) -> bytes:
+        """Send one request to several models; concatenated raw responses parse as a merge."""
+        sem = asyncio.Semaphore(self.config.multi_parallelism)
+
+        async def one(model_or_vmodel: str, is_vmodel: bool) -> bytes | None:
+            try:
+                model_id = await self._resolve(model_or_vmodel, is_vmodel)
+                async with sem:
+                    return await self._invoke(model_id, method, data, metadata, timeout, internal)
+            except ModelNotFound:
+                return None
+
+        results = await asyncio.gather(*(one(i, v) for i, v in ids))
+        found = [r for r in results if r is not None]
+        if not found:
+            raise ModelNotFound(f"none of the models {[i for i, _ in ids]} found")
+        return b"".join(found)
+
+
+class _PeerFailed(Exception):
+    """The peer could not serve (unreachable, or its load failed): try elsewhere."""

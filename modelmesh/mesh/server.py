@@ -1,0 +1,99 @@
+"""The mesh's gRPC servers: the external port (management API + inference) and the
+internal port peers forward to. Inference methods are caught by a generic handler that
+receives and returns raw bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+
+from modelmesh.mesh.api import ModelMeshApi
+from modelmesh.mesh.router import Router
+from modelmesh.protos import model_mesh_pb2 as pb
+from modelmesh.protos.model_mesh_pb2_grpc import add_ModelMeshServicer_to_server
+
+ENSURE_LOADED = "/mmesh.ModelMesh/ensureLoaded"
+
+
+class _RawInference(grpc.GenericRpcHandler):
+    """Any method not registered otherwise: unary, bytes in and out."""
+
+    def __init__(self, router: Router, internal: bool,
+                 internal_ensure_loaded: Callable[[pb.EnsureLoadedRequest], Awaitable[pb.ModelStatusInfo]] | None):
+        self._router = router
+        self._internal = internal
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._ensure_loaded = internal_ensure_loaded
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method = details.method
+        handler = self._handlers.get(method)
+        if handler is None:
+            if self._internal and method == ENSURE_LOADED and self._ensure_loaded is not None:
+                ensure = self._ensure_loaded
+
+                async def ensure_loaded(request: pb.EnsureLoadedRequest, context) -> pb.ModelStatusInfo:
+                    return await ensure(request)
+
+                handler = grpc.unary_unary_rpc_method_handler(
+                    ensure_loaded, request_deserializer=pb.EnsureLoadedRequest.FromString,
+                    response_serializer=pb.ModelStatusInfo.SerializeToString)
+            else:
+                router, internal = self._router, self._internal
+
+                async def forward(request: bytes, context) -> bytes:
+                    return await router.handle(method, request, context, internal)
+
+                handler = grpc.unary_unary_rpc_method_handler(forward)
+            if len(self._handlers) < 1000:  # bounded: method names come from clients
+                self._handlers[method] = handler
+        return handler
+
+
+def _server_options(max_msg_size: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", max_msg_size),
+        ("grpc.max_send_message_length", max_msg_size),
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10000),
+    ]
+
+
+def server_credentials(cert_path: str, key_path: str, client_auth: str, trust_path: str):
+    if not (cert_path and key_path):
+        return None
+    cert = Path(cert_path).read_bytes()
+    key = Path(key_path).read_bytes()
+    trust = Path(trust_path).read_bytes() if trust_path else None
+    mode = (client_auth or "none").lower()
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=trust if mode in ("require", "optional") else None,
+        require_client_auth=mode == "require")
+
+
+def build_external_server(api: ModelMeshApi, router: Router, max_msg_size: int) -> grpc.aio.Server:
+    server = grpc.aio.server(options=_server_options(max_msg_size))
+    add_ModelMeshServicer_to_server(api, server)
+    server.add_generic_rpc_handlers((_RawInference(router, internal=False, internal_ensure_loaded=None),))
+    return server
+
+
+def build_internal_server(router: Router, max_msg_size: int,
+                          ensure_loaded: Callable[[pb.EnsureLoadedRequest], Awaitable[pb.ModelStatusInfo]]) -> grpc.aio.Server:
+    server = grpc.aio.server(options=_server_options(max_msg_size))
+    server.add_generic_rpc_handlers((_RawInference(router, internal=True, internal_ensure_loaded=ensure_loaded),))
+    return server
+
+
+def bind(server: grpc.aio.Server, host: str, port: int, credentials=None) -> int:
+    address = f"{host}:{port}"
+    try:
+        bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError as e:
+        raise OSError(f"cannot listen on {address}: {e}") from None
+    if bound == 0:
+        raise OSError(f"cannot listen on {address}: address in use or not available")
+    return bound

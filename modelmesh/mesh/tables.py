@@ -1,0 +1,176 @@
+"""A table of records under one key prefix: reads from a watched in-memory view, writes as
+compare-and-swap using the view's mod revision (no read before a swap)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+from modelmesh.kv import Change, KVStore, Lease, WatchedPrefix
+from modelmesh.mesh.errors import MeshError
+from modelmesh.observability.logging import get_logger
+
+log = get_logger("modelmesh.mesh.tables")
+
+
+class Record(Protocol):
+    def to_json(self) -> bytes: ...
+
+
+R = TypeVar("R", bound=Record)
+CAS_ATTEMPTS = 100
+ECHO_TIMEOUT_S = 5.0  # how long a writer waits for its write to show in the view
+
+
+class Table(Generic[R]):
+    def __init__(self, store: KVStore, prefix: str, decode: Callable[[bytes], R], name: str) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.name = name
+        self._decode = decode
+        self.view: WatchedPrefix[R] = WatchedPrefix(store, prefix, lambda _id, raw: decode(raw), name=name)
+        self._snapshot: dict[str, R] | None = None
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._any_waiters: set[asyncio.Event] = set()
+        self.view.on_change(self._changed)
+
+    async def start(self, timeout_s: float | None = None) -> None:
+        await self.view.start()
+        await self.view.synced(timeout_s)
+
+    async def close(self) -> None:
+        await self.view.close()
+
+    def on_change(self, callback: Callable[[list[Change[R]]], object]) -> None:
+        self.view.on_change(callback)  # type: ignore[arg-type]
+
+    # --- reads (in memory) ----------------------------------------------------------------
+
+    def get(self, id: str) -> R | None:
+        return self.view.get(id)
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+    def ids(self) -> list[str]:
+        return list(self.view)
+
+    def items(self) -> dict[str, R]:
+        """A snapshot dict, rebuilt only after a change (cheap to call per request)."""
+        if self._snapshot is None:
+            self._snapshot = self.view.snapshot()
+        return self._snapshot
+
+    def _changed(self, changes: list[Change[R]]) -> None:
+        self._snapshot = None
+        for c in changes:
+            for ev in self._waiters.get(c.id, ()):
+                ev.set()
+        for ev in self._any_waiters:
+            ev.set()
+
+    async def wait_for(self, id: str, predicate: Callable[[R | None], bool], timeout_s: float,
+                       recheck_s: float = 0.5) -> bool:
+        """Wait until `predicate(record)` holds (re-checked on every change of the record and
+        every `recheck_s` for predicates that also read other tables)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        ev = asyncio.Event()
+        self._waiters.setdefault(id, set()).add(ev)
+        try:
+            while not predicate(self.get(id)):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                ev.clear()
+                try:
+                    await asyncio.wait_for(ev.wait(), min(remaining, recheck_s))
+                except asyncio.TimeoutError:
+                    pass
+            return True
+        finally:
+            waiters = self._waiters.get(id)
+            if waiters is not None:
+                waiters.discard(ev)
+                if not waiters:
+                    del self._waiters[id]
+
+    async def wait_any_change(self, timeout_s: float) -> None:
+        ev = asyncio.Event()
+        self._any_waiters.add(ev)
+        try:
+            await asyncio.wait_for(ev.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._any_waiters.discard(ev)
+
+    # --- writes (compare-and-swap) --------------------------------------------------------
+
+    def _key(self, id: str) -> str:
+        return self.prefix + id
+
+    async def _echo(self, revision: int) -> None:
+        # Readers in this process see our write as soon as we return.
+        try:
+            await self.view.caught_up(revision, ECHO_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            log.warning("write not yet visible in view", table=self.name, revision=revision)
+
+    async def update(self, id: str, change: Callable[[R | None], R | None], lease: Lease | None = None) -> R | None:
+        """Apply `change(current)` atomically. `change` returns the new record, the same
+        object for no change, or None for no write (e.g. the record is gone); the result is
+        what the table holds afterwards (None when nothing was written)."""
+        entry = self.view.entry(id)
+        if entry is not None:
+            current, revision = entry.value, entry.mod_revision
+        else:  # not in the view yet (just written elsewhere?): one read to be sure
+            kv = await self.store.get(self._key(id))
+            current, revision = (self._decode(kv.value), kv.mod_revision) if kv else (None, 0)
+        for _ in range(CAS_ATTEMPTS):
+            new = change(current)
+            if new is None:
+                return None
+            if new is current:
+                return current
+            ok, kv = await self.store.compare_and_swap(self._key(id), revision, new.to_json(), lease)
+            if ok:
+                await self._echo(kv.mod_revision)
+                return new
+            current, revision = (self._decode(kv.value), kv.mod_revision) if kv else (None, 0)
+        raise MeshError(f"too much contention updating {self.name}/{id}")
+
+    async def create(self, id: str, record: R, lease: Lease | None = None) -> bool:
+        ok, kv = await self.store.compare_and_swap(self._key(id), 0, record.to_json(), lease)
+        if ok:
+            await self._echo(kv.mod_revision)
+        return ok
+
+    async def put(self, id: str, record: R, lease: Lease | None = None) -> None:
+        revision = await self.store.put(self._key(id), record.to_json(), lease)
+        await self._echo(revision)
+
+    async def delete(self, id: str) -> bool:
+        existed = await self.store.delete(self._key(id))
+        if existed:
+            await self.wait_for(id, lambda r: r is None, ECHO_TIMEOUT_S)
+        return existed
+
+    async def fetch(self, id: str) -> R | None:
+        """Read through to the store, for ids the view does not (yet) know: another
+        instance may have just written them. Only misses pay this round trip."""
+        record = self.get(id)
+        if record is not None:
+            return record
+        try:
+            kv = await self.store.get(self._key(id))
+        except Exception:  # noqa: BLE001 - store down: the view is all we know
+            return None
+        return self._decode(kv.value) if kv is not None else None
+
+    async def refresh(self, id: str) -> None:
+        """After losing a create race: wait until the view shows the winner's record."""
+        kv = await self.store.get(self._key(id))
+        if kv is not None:
+            await self._echo(kv.mod_revision)

@@ -1,0 +1,130 @@
+"""A small model runtime for mesh tests: the ModelRuntime SPI plus V2 ModelInfer on one port.
+
+It stands in for a real model server where the test needs to control what a runtime does
+(load delays, failures, sizes, crashes); tests through real MLServer/Triton cover the real
+thing. Behaviour per model comes from its model key JSON:
+  {"load_ms": 200, "fail": "message", "size": 123456, "infer_ms": 5}
+ModelInfer answers with the model name it was addressed to, the mm-model-id header it saw,
+this runtime's name (env TEST_RUNTIME_NAME) and its inputs echoed as raw outputs.
+
+Run: python -m harness.test_runtime  (env TEST_RUNTIME_PORT, TEST_RUNTIME_CAPACITY,
+TEST_RUNTIME_NAME, TEST_RUNTIME_DEFAULT_SIZE, TEST_RUNTIME_LOAD_TIMEOUT_MS, TEST_RUNTIME_LOADING)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+
+import grpc
+
+from modelmesh.protos import grpc_predict_v2_pb2 as v2
+from modelmesh.protos import model_runtime_pb2 as rt
+from modelmesh.protos.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceServicer, add_GRPCInferenceServiceServicer_to_server
+from modelmesh.protos.model_runtime_pb2_grpc import ModelRuntimeServicer, add_ModelRuntimeServicer_to_server
+
+
+class State:
+    def __init__(self) -> None:
+        self.name = os.environ.get("TEST_RUNTIME_NAME", "runtime")
+        self.capacity = int(os.environ.get("TEST_RUNTIME_CAPACITY", str(100 * 1000 * 1000)))
+        self.default_size = int(os.environ.get("TEST_RUNTIME_DEFAULT_SIZE", "1000000"))
+        self.load_timeout_ms = int(os.environ.get("TEST_RUNTIME_LOAD_TIMEOUT_MS", "10000"))
+        self.loading = int(os.environ.get("TEST_RUNTIME_LOADING", "4"))
+        self.loaded: dict[str, dict] = {}
+        self.peak_bytes = 0
+        self.loads = 0
+
+
+class Runtime(ModelRuntimeServicer):
+    def __init__(self, state: State) -> None:
+        self.s = state
+
+    async def runtimeStatus(self, request, context):
+        self.s.loaded.clear()  # the SPI: purge anything left before answering READY
+        return rt.RuntimeStatusResponse(
+            status=rt.RuntimeStatusResponse.READY, capacityInBytes=self.s.capacity,
+            maxLoadingConcurrency=self.s.loading, modelLoadingTimeoutMs=self.s.load_timeout_ms,
+            defaultModelSizeInBytes=self.s.default_size, runtimeVersion="test-1",
+            methodInfos={"inference.GRPCInferenceService/ModelInfer": rt.RuntimeStatusResponse.MethodInfo(
+                idInjectionPath=[1])},
+            allowAnyMethod=True)
+
+    async def loadModel(self, request, context):
+        spec = json.loads(request.modelKey or "{}")
+        if spec.get("load_ms"):
+            await asyncio.sleep(spec["load_ms"] / 1000)
+        if spec.get("fail"):
+            await context.abort(grpc.StatusCode.INTERNAL, spec["fail"])
+        size = int(spec.get("size", self.s.default_size))
+        self.s.loaded[request.modelId] = {"size": size, "spec": spec}
+        self.s.loads += 1
+        self.s.peak_bytes = max(self.s.peak_bytes, sum(m["size"] for m in self.s.loaded.values()))
+        return rt.LoadModelResponse(sizeInBytes=size)
+
+    async def unloadModel(self, request, context):
+        self.s.loaded.pop(request.modelId, None)
+        return rt.UnloadModelResponse()
+
+    async def predictModelSize(self, request, context):
+        spec = json.loads(request.modelKey or "{}")
+        return rt.PredictModelSizeResponse(sizeInBytes=int(spec.get("size", self.s.default_size)))
+
+    async def modelSize(self, request, context):
+        m = self.s.loaded.get(request.modelId)
+        return rt.ModelSizeResponse(sizeInBytes=m["size"] if m else 0)
+
+
+class Inference(GRPCInferenceServiceServicer):
+    def __init__(self, state: State) -> None:
+        self.s = state
+
+    async def ModelInfer(self, request, context):
+        model = self.s.loaded.get(request.model_name)
+        if model is None:
+            # Triton's wording, which the mesh treats as "runtime lost the model".
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"Request for unknown model: '{request.model_name}' is not found")
+        if model["spec"].get("infer_ms"):
+            await asyncio.sleep(model["spec"]["infer_ms"] / 1000)
+        header = dict(context.invocation_metadata() or ()).get("mm-model-id", "")
+        resp = v2.ModelInferResponse(model_name=request.model_name, id=request.id)
+        resp.parameters["runtime"].string_param = self.s.name
+        resp.parameters["mm-model-id"].string_param = header
+        for tensor, raw in zip(request.inputs, request.raw_input_contents):
+            resp.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+            resp.raw_output_contents.append(raw)
+        return resp
+
+    async def ServerReady(self, request, context):
+        return v2.ServerReadyResponse(ready=True)
+
+
+async def main() -> None:
+    state = State()
+    server = grpc.aio.server()
+    add_ModelRuntimeServicer_to_server(Runtime(state), server)
+    add_GRPCInferenceServiceServicer_to_server(Inference(state), server)
+
+    # `/test.Admin/Loaded` lists loaded models (JSON) so tests can check the runtime side.
+    async def loaded(request: bytes, context) -> bytes:
+        return json.dumps({"loaded": {k: v["size"] for k, v in state.loaded.items()},
+                           "peak_bytes": state.peak_bytes, "loads": state.loads}).encode()
+
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "test.Admin", {"Loaded": grpc.unary_unary_rpc_method_handler(loaded)}),))
+    port = int(os.environ.get("TEST_RUNTIME_PORT", "8085"))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(1)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

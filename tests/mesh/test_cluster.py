@@ -1,0 +1,99 @@
+"""Several mesh instances (real processes) over a real etcd, as one distributed model cache."""
+
+import asyncio
+import random
+
+import grpc
+
+from harness.mesh_client import model_info
+from harness.services import EtcdServer
+from modelmesh.protos import model_mesh_pb2 as pb
+
+MB = 1_000_000
+
+
+async def _register_many(client, ids, **spec):
+    sem = asyncio.Semaphore(32)
+
+    async def one(mid):
+        async with sem:
+            await client.mesh.registerModel(pb.RegisterModelRequest(modelId=mid, modelInfo=model_info(**spec)))
+
+    await asyncio.gather(*(one(m) for m in ids))
+
+
+async def _drive(clients, ids, count, concurrency, rng, progress=None):
+    """`count` inferences on random models through random instances; returns failures.
+    `progress` (a list) gets one entry per finished request, for tests that act mid-traffic."""
+    sem = asyncio.Semaphore(concurrency)
+    failures = []
+    progress = progress if progress is not None else []
+
+    async def one(i):
+        mid = rng.choice(ids)
+        async with sem:
+            try:
+                resp = await rng.choice(clients).infer(mid, timeout=60)
+                assert resp.model_name == mid
+            except grpc.aio.AioRpcError as e:
+                failures.append((mid, e.code().name, e.details()))
+            progress.append(mid)
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return failures
+
+
+async def test_thousand_models_over_three_instances_with_room_for_a_hundred(tmp_path, nodes, client_for):
+    etcd = EtcdServer(tmp_path / "etcd").start()
+    try:
+        # 3 x 34 MB at 1 MB per model: room for about 100 of the 1,000 models at once.
+        cluster = [nodes(etcd, f"c{i}", capacity=34 * MB) for i in range(3)]
+        clients = [client_for(n) for n in cluster]
+        ids = [f"model-{i:04d}" for i in range(1000)]
+        await _register_many(clients[0], ids)
+        rng = random.Random(7)
+        failures = await _drive(clients, ids, count=600, concurrency=16, rng=rng)
+        assert failures == []
+        total_loaded = 0
+        for node in cluster:
+            state = await node.runtime.loaded()
+            assert state["peak_bytes"] <= 34 * MB, f"{node.name} held {state['peak_bytes']} bytes"
+            total_loaded += len(state["loaded"])
+        assert 30 < total_loaded <= 102
+        # Every registration is still there, and every loaded copy is listed in the registry.
+        for mid in rng.sample(ids, 50):
+            status = await clients[1].mesh.getModelStatus(pb.GetStatusRequest(modelId=mid))
+            assert status.status in (pb.ModelStatusInfo.NOT_LOADED, pb.ModelStatusInfo.LOADED)
+    finally:
+        etcd.stop()
+
+
+async def test_lru_evicts_least_recently_used(etcd, nodes, client_for):
+    node = nodes(etcd, "lru", capacity=3 * MB)
+    c = client_for(node)
+    for mid in ("a", "b", "c", "d"):
+        await c.mesh.registerModel(pb.RegisterModelRequest(modelId=f"lru-{mid}", modelInfo=model_info()))
+    for mid in ("a", "b", "c"):
+        await c.infer(f"lru-{mid}")
+    await c.infer("lru-a")  # a is now the most recently used; b the least
+    await c.infer("lru-d")
+    loaded = set((await node.runtime.loaded())["loaded"])
+    assert loaded == {"lru-a", "lru-c", "lru-d"}
+    st = await c.mesh.getModelStatus(pb.GetStatusRequest(modelId="lru-b"))
+    assert st.status == pb.ModelStatusInfo.NOT_LOADED
+    await c.infer("lru-b")  # reloads transparently, evicting c
+    assert set((await node.runtime.loaded())["loaded"]) == {"lru-a", "lru-b", "lru-d"}
+
+
+async def test_requests_go_to_the_instance_holding_the_model(etcd, nodes, client_for):
+    a, b = nodes(etcd, "route-a"), nodes(etcd, "route-b")
+    ca, cb = client_for(a), client_for(b)
+    await ca.mesh.registerModel(pb.RegisterModelRequest(modelId="routed", modelInfo=model_info()))
+    first = await ca.infer("routed")
+    holder = first.parameters["runtime"].string_param
+    for _ in range(5):
+        resp = await cb.infer("routed")
+        assert resp.parameters["runtime"].string_param == holder  # served by the copy, not a new load
+    loaded_a = (await a.runtime.loaded())["loaded"]
+    loaded_b = (await b.runtime.loaded())["loaded"]
+    assert ("routed" in loaded_a) != ("routed" in loaded_b)

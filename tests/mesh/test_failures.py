@@ -1,0 +1,108 @@
+"""Failures: instance death, etcd restart, load failures, a runtime that lost a model."""
+
+import asyncio
+import random
+
+import grpc
+import pytest
+
+from harness.mesh_client import model_info
+from harness.services import EtcdServer
+from modelmesh.protos import model_mesh_pb2 as pb
+
+from test_cluster import _drive, _register_many
+
+MB = 1_000_000
+
+
+async def wait_for(condition, timeout):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+ST = pb.ModelStatusInfo
+
+
+async def test_killed_instance_mid_traffic(tmp_path, nodes, client_for):
+    etcd = EtcdServer(tmp_path / "etcd").start()
+    try:
+        cluster = [nodes(etcd, f"k{i}", capacity=20 * MB) for i in range(3)]
+        survivors = [client_for(n) for n in cluster[:2]]
+        ids = [f"km-{i:03d}" for i in range(60)]
+        await _register_many(survivors[0], ids)
+        rng = random.Random(3)
+        assert await _drive(survivors, ids, count=150, concurrency=8, rng=rng) == []
+        done: list = []
+        traffic = asyncio.ensure_future(_drive(survivors, ids, count=400, concurrency=8, rng=rng, progress=done))
+        await wait_for(lambda: len(done) >= 50, 60)  # kill it while traffic is in flight
+        cluster[2].kill()
+        failures = await traffic
+        # Requests already inside the dead instance may fail; nothing after that.
+        assert len(failures) <= 8, failures
+        assert await _drive(survivors, ids, count=150, concurrency=8, rng=rng) == []
+        for mid in ids:  # no registration lost
+            st = await survivors[0].mesh.getModelStatus(pb.GetStatusRequest(modelId=mid))
+            assert st.status != ST.NOT_FOUND
+    finally:
+        etcd.stop()
+
+
+async def test_etcd_restart_mid_traffic(tmp_path, nodes, client_for):
+    etcd = EtcdServer(tmp_path / "etcd").start()
+    try:
+        cluster = [nodes(etcd, f"e{i}", capacity=50 * MB) for i in range(2)]
+        clients = [client_for(n) for n in cluster]
+        ids = [f"em-{i:02d}" for i in range(20)]
+        await _register_many(clients[0], ids)
+        rng = random.Random(5)
+        assert await _drive(clients, ids, count=100, concurrency=8, rng=rng) == []  # all loaded now
+        etcd.stop()
+        # Loaded models keep serving from memory while etcd is down.
+        assert await _drive(clients, ids, count=100, concurrency=8, rng=rng) == []
+        etcd.start()
+        await clients[1].mesh.registerModel(pb.RegisterModelRequest(modelId="after-restart", modelInfo=model_info()),
+                                            timeout=30)
+        resp = await clients[0].infer("after-restart")
+        assert resp.model_name == "after-restart"
+        assert await _drive(clients, ids, count=100, concurrency=8, rng=rng) == []
+    finally:
+        etcd.stop()
+
+
+async def test_load_failure_is_recorded_retried_elsewhere_then_fails_fast(etcd, nodes, client_for):
+    cluster = [nodes(etcd, f"f{i}") for i in range(2)]
+    c = client_for(cluster[0])
+    await c.mesh.registerModel(pb.RegisterModelRequest(
+        modelId="broken", modelInfo=model_info(fail="corrupt model file: bad magic")))
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await c.infer("broken")
+    assert e.value.code() == grpc.StatusCode.INTERNAL
+    assert "corrupt model file: bad magic" in e.value.details()
+    st = await c.mesh.getModelStatus(pb.GetStatusRequest(modelId="broken"))
+    assert st.status == ST.LOADING_FAILED
+    assert st.errors and st.errors[0] == "corrupt model file: bad magic"
+    failed_at = {ci.location for ci in st.modelCopyInfos if ci.copyStatus == ST.LOADING_FAILED}
+    assert failed_at == {"loc-f0", "loc-f1"}  # tried on both instances
+    loads_before = [(await n.runtime.loaded())["loads"] for n in cluster]
+    with pytest.raises(grpc.aio.AioRpcError) as e:  # cached failure: no new load attempt
+        await c.infer("broken")
+    assert "corrupt model file" in e.value.details()
+    assert [(await n.runtime.loaded())["loads"] for n in cluster] == loads_before
+    # A healthy model on the same instances is unaffected.
+    await c.mesh.registerModel(pb.RegisterModelRequest(modelId="healthy", modelInfo=model_info()))
+    assert (await c.infer("healthy")).model_name == "healthy"
+
+
+async def test_runtime_that_lost_a_model_gets_it_reloaded(etcd, nodes, client_for):
+    node = nodes(etcd, "lost")
+    c = client_for(node)
+    await c.mesh.registerModel(pb.RegisterModelRequest(modelId="amnesia", modelInfo=model_info()))
+    await c.infer("amnesia")
+    # Make the runtime forget its models behind the mesh's back (as a runtime restart would).
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{node.runtime.port}") as ch:
+        from modelmesh.protos import model_runtime_pb2 as rt
+        from modelmesh.protos.model_runtime_pb2_grpc import ModelRuntimeStub
+        await ModelRuntimeStub(ch).unloadModel(rt.UnloadModelRequest(modelId="amnesia"))
+    resp = await c.infer("amnesia")
+    assert resp.model_name == "amnesia"
+    assert (await node.runtime.loaded())["loads"] == 2
