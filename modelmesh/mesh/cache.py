@@ -34,6 +34,7 @@ class LocalCopy:
     loaded_at: int = 0
     inflight: int = 0
     max_concurrency: int = 0
+    limiter: asyncio.Semaphore | None = None  # per-copy concurrency limit (limitModelConcurrency)
     # Resolves (True) when the load completes, or with the load's exception.
     ready: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -120,6 +121,8 @@ class LocalCache:
         copy.state = CopyState.LOADED
         copy.loaded_at = now_ms()
         copy.max_concurrency = max_concurrency
+        if max_concurrency > 0:
+            copy.limiter = asyncio.Semaphore(max_concurrency)
         self.touch(copy)
         if not copy.ready.done():
             copy.ready.set_result(True)

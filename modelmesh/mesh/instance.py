@@ -100,6 +100,10 @@ class MeshInstance:
                                  injection_paths=injection, load_failure_expiry_ms=s.load_failure_expiry_ms,
                                  default_size=self.default_size, multi_parallelism=s.multi_parallelism),
                              self.metrics)
+        self.router.max_inflight_per_copy = s.max_inflight_per_copy
+        self.router.limit_model_concurrency = status.limitModelConcurrency
+        self.router.on_overloaded = self._copy_overloaded
+        self._scaling: set[str] = set()
         from modelmesh.mesh.api import ModelMeshApi
 
         self.api = ModelMeshApi(self)
@@ -266,6 +270,24 @@ class MeshInstance:
             return pb.ModelStatusInfo(status=pb.ModelStatusInfo.NOT_FOUND)
         self._spawn(self._load_in_background(request.modelId))
         return pb.ModelStatusInfo(status=pb.ModelStatusInfo.LOADING)
+
+    def _copy_overloaded(self, model_id: str) -> None:
+        """More requests in flight on our copy than one copy should take: add a copy
+        elsewhere if there is only one (once at a time per model)."""
+        if model_id in self._scaling or self.shutting_down:
+            return
+        record = self.models.get(model_id)
+        if record is None or len(self.live_holders(record)) >= 2:
+            return
+        self._scaling.add(model_id)
+
+        async def scale() -> None:
+            try:
+                await self.ensure_loaded_somewhere_else(model_id)
+            finally:
+                self._scaling.discard(model_id)
+
+        self._spawn(scale())
 
     # --- vmodel helpers -------------------------------------------------------------------
 

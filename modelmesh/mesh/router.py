@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -84,6 +84,21 @@ class Router:
         self.metrics = metrics
         self._peer_inflight: dict[str, int] = {}
         self.requests_by_model: dict[str, int] = {}  # read and reset by the janitor (rpm)
+        self._metric_children: dict[tuple[str, str], tuple] = {}
+        # Called when a local copy has more requests in flight than a copy should take.
+        self.on_overloaded: Callable[[str], None] = lambda model_id: None
+        self.max_inflight_per_copy = 0
+        self.limit_model_concurrency = False
+
+    def _children(self, method: str, code: str) -> tuple:
+        key = (method, code)
+        children = self._metric_children.get(key)
+        if children is None:
+            m = self.metrics
+            children = self._metric_children[key] = (
+                m.invoke_ms.labels(method, code), m.request_size.labels(method, code),
+                m.response_size.labels(method, code))
+        return children
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -104,8 +119,9 @@ class Router:
                 await context.send_initial_metadata(((MODEL_ID, model_id),))
             else:
                 response = await self._invoke_many(ids, method, data, passthrough, timeout, internal)
-            self.metrics.request_size.labels(short, code).observe(len(data))
-            self.metrics.response_size.labels(short, code).observe(len(response))
+            _, req_size, resp_size = self._children(short, code)
+            req_size.observe(len(data))
+            resp_size.observe(len(response))
             return response
         except MeshError as e:
             code = e.code.name
@@ -120,7 +136,7 @@ class Router:
             code = "CANCELLED"
             raise
         finally:
-            self.metrics.invoke_ms.labels(short, code).observe((time.perf_counter() - started) * 1000)
+            self._children(short, code)[0].observe((time.perf_counter() - started) * 1000)
 
     # --- which model ----------------------------------------------------------------------
 
@@ -238,7 +254,14 @@ class Router:
         payload = inject_string(data, path, copy.model_id) if path else data
         copy.inflight += 1
         self.cache.touch(copy)
+        if self.max_inflight_per_copy and copy.inflight > self.max_inflight_per_copy:
+            self.on_overloaded(copy.model_id)
         try:
+            if self.limit_model_concurrency and copy.limiter is not None:
+                queued = time.perf_counter()
+                async with copy.limiter:
+                    self.metrics.req_queue_delay.observe((time.perf_counter() - queued) * 1000)
+                    return await self.serving.call(method, payload, [*metadata, (MODEL_ID, copy.model_id)], timeout)
             return await self.serving.call(method, payload, [*metadata, (MODEL_ID, copy.model_id)], timeout)
         except grpc.aio.AioRpcError as e:
             if runtime_said_not_found(e) and not retried:
