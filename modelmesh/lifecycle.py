@@ -54,14 +54,25 @@ async def serve(app: App, shutdown_timeout_s: float) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    # Start-up may wait a long time (e.g. for the model server); a signal must still stop it.
+    starting = asyncio.ensure_future(app.start())
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        stopper.cancel()
+        ok = await _stop(app, shutdown_timeout_s)
+        log.info("stopped during start-up", exit_code=0 if ok else 1)
+        return 0 if ok else 1
     try:
-        await app.start()
+        starting.result()
     except (StartupError, OSError) as e:
+        stopper.cancel()
         log.error("start-up failed", error=str(e))
         await _stop(app, shutdown_timeout_s)
         return 1
     log.info("started")
-    stopper = asyncio.ensure_future(stop.wait())
     done_on_own = asyncio.ensure_future(app.wait_done())
     finished, _ = await asyncio.wait({stopper, done_on_own}, return_when=asyncio.FIRST_COMPLETED)
     code = 0
@@ -83,6 +94,9 @@ async def _stop(app: App, timeout_s: float) -> bool:
         return True
     except asyncio.TimeoutError:
         log.error("graceful shutdown timed out", timeout_s=timeout_s)
+        return False
+    except Exception as e:  # noqa: BLE001 - report, and exit non-zero, rather than a traceback
+        log.error("shutdown failed", error=repr(e))
         return False
 
 

@@ -161,12 +161,44 @@ async def direct_load(runtime_port: int, model_id: str) -> float:
         return (time.perf_counter() - t) * 1e3
 
 
+async def registration_rates(etcd_endpoint: str, mesh_target: str, n: int, conc: int) -> tuple[float, float]:
+    """Raw etcd puts/s (aetcd) and mesh registerModel/s, same count and concurrency."""
+    import aetcd
+    import grpc
+
+    from harness.mesh_client import model_info
+    from modelmesh.protos import model_mesh_pb2 as pb
+    from modelmesh.protos.model_mesh_pb2_grpc import ModelMeshStub
+
+    host, port = etcd_endpoint.rsplit("//", 1)[1].split(":")
+    sem = asyncio.Semaphore(conc)
+    async with aetcd.Client(host=host, port=int(port)) as client:
+        async def put(i):
+            async with sem:
+                await client.put(f"/bench/raw/{i}".encode(), b'{"type":"test","mPath":"/models/x"}')
+        t = time.perf_counter()
+        await asyncio.gather(*(put(i) for i in range(n)))
+        raw = n / (time.perf_counter() - t)
+    async with grpc.aio.insecure_channel(mesh_target) as ch:
+        stub = ModelMeshStub(ch)
+        info = model_info()
+
+        async def register(i):
+            async with sem:
+                await stub.registerModel(pb.RegisterModelRequest(modelId=f"reg-{i}", modelInfo=info))
+        t = time.perf_counter()
+        await asyncio.gather(*(register(i) for i in range(n)))
+        mesh = n / (time.perf_counter() - t)
+    return raw, mesh
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--conc", default="1,8,32")
     ap.add_argument("--payload", type=int, default=200)
     ap.add_argument("--misses", type=int, default=30)
+    ap.add_argument("--registrations", type=int, default=2000)
     ap.add_argument("--pin", action="store_true", help="mesh/forwarder on core 1, the rest on core 0")
     ap.add_argument("--json", help="write results here")
     args = ap.parse_args()
@@ -222,6 +254,10 @@ def main() -> int:
         results["miss"] = {"mesh_p50_ms": miss[len(miss) // 2], "runtime_load_p50_ms": own[len(own) // 2]}
         print(f"cache miss (load + first inference), {args.misses} models: mesh p50 {miss[len(miss) // 2]:.2f} ms, "
               f"runtime load+infer directly p50 {own[len(own) // 2]:.2f} ms")
+        raw, reg = asyncio.run(registration_rates(etcd.endpoint, mesh.target, args.registrations, 32))
+        results["registrations"] = {"raw_etcd_puts_per_s": raw, "register_model_per_s": reg}
+        print(f"registrations, {args.registrations} at concurrency 32: raw etcd put {raw:.0f}/s, "
+              f"registerModel {reg:.0f}/s ({reg / raw:.0%} of raw)")
     finally:
         fwd.stop()
         mesh.stop()

@@ -26,4 +26,6 @@ fi
 bash scripts/install-kube-apiserver.sh >/dev/null
 bash scripts/install-mlserver.sh >/dev/null
 bash scripts/install-triton.sh >/dev/null
+bash scripts/install-azurite.sh >/dev/null
+bash scripts/install-gcs-emulator.sh >/dev/null
 step "dependencies ready"

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.s3_models import upload_test_models, write_storage_config
 from harness.services import EtcdServer, KubeApiServer, MLServer, S3Server, Triton
 
 
@@ -45,3 +46,15 @@ def mlserver(tmp_path_factory) -> Iterator[MLServer]:
 @pytest.fixture(scope="session")
 def triton(tmp_path_factory) -> Iterator[Triton]:
     yield from _serve(Triton, tmp_path_factory, "triton")
+
+
+@pytest.fixture(scope="session")
+def storage_config_dir(tmp_path_factory, s3_server: S3Server):
+    """A storage-config secret dir whose key `localS3` points at the session S3 server."""
+    return write_storage_config(tmp_path_factory.mktemp("storage-config"), s3_server)
+
+
+@pytest.fixture(scope="session")
+async def s3_models(tmp_path_factory, s3_server: S3Server) -> dict[str, str]:
+    """Real models uploaded to the session S3 server: name -> S3 path (harness.s3_models)."""
+    return await upload_test_models(s3_server, tmp_path_factory.mktemp("model-src"))

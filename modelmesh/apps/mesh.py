@@ -24,8 +24,7 @@ class MeshApp(ObservedApp):
 
     async def stop_components(self) -> None:
         self.ready = False
-        if getattr(self.mesh, "models", None) is not None:
-            await self.mesh.stop(self.settings.shutdown_timeout_ms / 1000)
+        await self.mesh.stop(self.settings.shutdown_timeout_ms / 1000)
 
 
 def make_app(settings: MeshSettings) -> MeshApp:

@@ -36,3 +36,32 @@ class AdapterSettings(LogSettings):
     root_model_dir: str = setting("ROOT_MODEL_DIR", "/models", "where model files are laid out")
     use_embedded_puller: bool = setting("USE_EMBEDDED_PULLER", True, "pull from storage before loading", parse=parse_bool)
     storage_config_dir: str = setting("STORAGE_CONFIG_DIR", "/storage-config", "mounted storage-config secret")
+    pvc_mounts_root: str = setting("PVC_MOUNTS_ROOT", "/pvc_mounts", "where PVCs are mounted (<root>/<claim>)")
+    pull_concurrency: int = setting("PULL_CONCURRENCY", 16, "storage requests in flight per pull", check=positive)
+    pull_part_size_bytes: int = setting(
+        "PULL_PART_SIZE_BYTES", 8 * 1024 * 1024, "objects larger than this download as parallel ranged parts "
+        "(0 = one stream per object)", check=non_negative,
+    )
+    pull_retry_attempts: int = setting(
+        "PULL_RETRY_ATTEMPTS", 4, "tries per storage request on transient errors (5xx, timeouts, resets)", check=positive
+    )
+    # Standalone puller role (custom runtimes): serves the SPI here, forwards to the runtime.
+    puller_port: int = setting("PULLER_PORT", 8086, "port the standalone puller serves the SPI on", check=port)
+    model_server_endpoint: str = setting(
+        "MODEL_SERVER_ENDPOINT", "", "runtime SPI endpoint the puller forwards to: port:N or unix:/path "
+        "(default port:RUNTIME_PORT)",
+    )
+    # Built-in adapter: where the model server and the SPI listen; server-specific knobs.
+    runtime_host: str = setting("RUNTIME_HOST", "127.0.0.1", "host of the model server's management API")
+    adapter_host: str = setting("ADAPTER_HOST", "127.0.0.1", "address the ModelRuntime SPI binds to")
+    model_config_file: str = setting(
+        "MODEL_CONFIG_FILE", "", "OVMS config JSON the adapter writes (default <ROOT_MODEL_DIR>/model_config_list.json)"
+    )
+    batch_wait_ms: int = setting("BATCH_WAIT_TIME_MIN_MS", 100, "OVMS: ms to gather loads into one config reload",
+                                 check=non_negative)
+    ovms_reload_timeout_ms: int = setting("OVMS_RELOAD_TIMEOUT_MS", 30000, "OVMS: config reload timeout (ms)",
+                                          check=positive)
+    request_batch_size: int = setting("REQUEST_BATCH_SIZE", 0, "TorchServe: inference batch size (0 = its default)",
+                                      check=non_negative)
+    max_batch_delay_secs: int = setting("MAX_BATCH_DELAY_SECS", 0, "TorchServe: max batch delay (0 = its default)",
+                                        check=non_negative)

@@ -43,3 +43,7 @@ class ControllerSettings(LogSettings):
     webhook_port: int = setting("WEBHOOK_PORT", 9443, "validating admission webhook (TLS)", check=port)
     webhook_cert_dir: str = setting("WEBHOOK_CERT_DIR", "/tmp/k8s-webhook-server/serving-certs", "tls.crt and tls.key")
     leader_elect: bool = setting("LEADER_ELECT", True, "take the Lease before reconciling", parse=parse_bool)
+    watch_mesh_tables: bool = setting(
+        "MESH_TABLE_WATCH", True, "watch the mesh's etcd tables for load results (else poll the mesh)",
+        parse=parse_bool,
+    )

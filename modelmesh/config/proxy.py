@@ -19,3 +19,21 @@ class RestProxySettings(LogSettings):
     )
     skip_verify: bool = setting("REST_PROXY_SKIP_VERIFY", False, "do not verify the gRPC side's certificate", parse=parse_bool)
     access_log: bool = setting("REST_PROXY_ACCESS_LOG", False, "log one line per request", parse=parse_bool)
+    listen_host: str = setting("REST_PROXY_LISTEN_HOST", "0.0.0.0", "address the V2 REST API listens on")
+    metrics_port: int = setting(
+        "REST_PROXY_METRICS_PORT", 0, "port of the proxy's own Prometheus /metrics (0 = off)", check=port
+    )
+    max_request_bytes: int = setting(
+        "REST_PROXY_MAX_REQUEST_BYTES", 64 * 1024 * 1024,
+        "largest HTTP request body accepted (413 above it); JSON is ~4x its tensor bytes", check=positive,
+    )
+    grpc_ca_path: str = setting(
+        "REST_PROXY_GRPC_CA_PATH", "", "CA bundle (PEM) to verify the gRPC side; empty = system roots"
+    )
+    grpc_server_name: str = setting(
+        "REST_PROXY_GRPC_SERVER_NAME", "", "name expected in the gRPC side's certificate (default: the host)"
+    )
+    tls_cert_path: str = setting(
+        "MM_TLS_KEY_CERT_PATH", "", "TLS certificate (PEM): serve HTTPS, and present it to the gRPC side"
+    )
+    tls_key_path: str = setting("MM_TLS_PRIVATE_KEY_PATH", "", "TLS private key (PEM) of MM_TLS_KEY_CERT_PATH")

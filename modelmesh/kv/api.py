@@ -110,7 +110,9 @@ class KVStore(Protocol):
         them. Survives store restarts and disconnects by re-opening from the last seen
         revision + 1; ends only when the iterator is closed or the store is closed.
         Raises WatchCompacted when `start_revision` (or the resume point after an outage)
-        is older than the history the store keeps; `start_revision` 0 means "from now"."""
+        is older than the history the store keeps. `start_revision` 0 means "from when the
+        watch is established" (its first iteration); to follow a listing without a gap, pass
+        get_prefix's revision + 1."""
         ...
 
     async def grant_lease(

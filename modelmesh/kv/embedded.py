@@ -28,7 +28,6 @@ import struct
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from modelmesh.kv._callbacks import run_callback
@@ -49,14 +48,6 @@ _HEADER = struct.Struct("<cQQIII")
 _PUT, _DELETE, _REVISION = b"P", b"D", b"R"
 
 
-@dataclass(slots=True)
-class _Entry:
-    value: bytes
-    mod_revision: int
-    create_revision: int
-    lease: int
-
-
 class _Watcher:
     __slots__ = ("prefix", "queue")
 
@@ -71,7 +62,7 @@ class EmbeddedStore:
     root_prefix = ""
 
     def __init__(self, state_dir: str | Path | None, *, fsync: bool = False, history_limit: int = 100_000) -> None:
-        self._data: dict[str, _Entry] = {}
+        self._data: dict[str, KeyValue] = {}  # immutable records, handed out as they are
         self._keys: list[str] = []  # sorted, for prefix ranges
         self._revision = 0
         self._compacted = 0  # watches need start revision > this
@@ -130,7 +121,7 @@ class EmbeddedStore:
                 break
             key = body[:klen].decode()
             if op == _PUT:
-                self._set(key, _Entry(body[klen:], rev, created, 0))
+                self._set(key, KeyValue(key, body[klen:], rev, created, 0))
             elif op == _DELETE:
                 self._unset(key)
             elif op != _REVISION:
@@ -176,12 +167,12 @@ class EmbeddedStore:
 
     # --- in-memory state -----------------------------------------------------------------
 
-    def _set(self, key: str, entry: _Entry) -> None:
+    def _set(self, key: str, entry: KeyValue) -> None:
         if key not in self._data:
             bisect.insort(self._keys, key)
         self._data[key] = entry
 
-    def _unset(self, key: str) -> _Entry | None:
+    def _unset(self, key: str) -> KeyValue | None:
         entry = self._data.pop(key, None)
         if entry is not None:
             del self._keys[bisect.bisect_left(self._keys, key)]
@@ -189,11 +180,11 @@ class EmbeddedStore:
 
     def _range(self, prefix: str) -> list[str]:
         lo = bisect.bisect_left(self._keys, prefix)
-        hi = lo
-        keys = self._keys
-        while hi < len(keys) and keys[hi].startswith(prefix):
-            hi += 1
-        return keys[lo:hi]
+        if not prefix:
+            return self._keys[lo:]
+        n = len(prefix)
+        hi = bisect.bisect_right(self._keys, prefix, lo, key=lambda k: k[:n])
+        return self._keys[lo:hi]
 
     def _check_open(self) -> None:
         if self._closed:
@@ -214,7 +205,8 @@ class EmbeddedStore:
         created = old.create_revision if old is not None else rev
         if old is not None and old.lease and old.lease != lease_id and old.lease in self._leases:
             self._leases[old.lease].keys.discard(key)
-        self._set(key, _Entry(value, rev, created, lease_id))
+        kv = KeyValue(key, value, rev, created, lease_id)
+        self._set(key, kv)
         if lease_id:
             self._leases[lease_id].keys.add(key)
             if old is not None and not old.lease:
@@ -222,7 +214,7 @@ class EmbeddedStore:
         else:
             self._append(_PUT, rev, created, key, value)
         self._publish([WatchEvent(EventType.PUT, key, value, rev)])
-        return KeyValue(key, value, rev, created, lease_id)
+        return kv
 
     def _delete_keys(self, keys: list[str]) -> int:
         if not keys:
@@ -260,17 +252,12 @@ class EmbeddedStore:
 
     async def get(self, key: str) -> KeyValue | None:
         self._check_open()
-        e = self._data.get(key)
-        return KeyValue(key, e.value, e.mod_revision, e.create_revision, e.lease) if e else None
+        return self._data.get(key)
 
     async def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
         self._check_open()
         data = self._data
-        out = []
-        for k in self._range(prefix):
-            e = data[k]
-            out.append(KeyValue(k, e.value, e.mod_revision, e.create_revision, e.lease))
-        return out, self._revision
+        return [data[k] for k in self._range(prefix)], self._revision
 
     async def put(self, key: str, value: bytes, lease: object = None) -> int:
         self._check_open()
@@ -283,14 +270,14 @@ class EmbeddedStore:
         lease_id = self._lease_id(lease)
         e = self._data.get(key)
         if (e.mod_revision if e else 0) != expected_mod_revision:
-            return False, (KeyValue(key, e.value, e.mod_revision, e.create_revision, e.lease) if e else None)
+            return False, e
         return True, self._write(key, value, lease_id)
 
     async def compare_and_delete(self, key: str, expected_mod_revision: int) -> tuple[bool, KeyValue | None]:
         self._check_open()
         e = self._data.get(key)
         if (e.mod_revision if e else 0) != expected_mod_revision:
-            return False, (KeyValue(key, e.value, e.mod_revision, e.create_revision, e.lease) if e else None)
+            return False, e
         if e is not None:
             self._delete_keys([key])
         return True, None

@@ -301,8 +301,32 @@ class MeshInstance:
 
     # --- stop ----------------------------------------------------------------------------
 
+    async def close_partial(self) -> None:
+        """Undo a start-up that did not finish (e.g. stopped while waiting for the runtime)."""
+        self.shutting_down = True
+        for server in self._servers:
+            await server.stop(grace=0)
+        for name in ("models", "vmodels", "instances"):
+            table = getattr(self, name, None)
+            if table is not None:
+                await table.close()
+        for name in ("runtime", "serving"):
+            client = getattr(self, name, None)
+            if client is not None:
+                await client.close()
+        if self.lease is not None:
+            try:
+                await self.lease.revoke()
+            except Exception:  # noqa: BLE001
+                pass
+        if self._given_store is None and self.store is not None:
+            await self.store.close()
+
     async def stop(self, timeout_s: float) -> None:
         """Graceful: stop taking loads, hand off models in use, leave the mesh."""
+        if not self.ready and not self.shutting_down:
+            await self.close_partial()
+            return
         if self.shutting_down:
             return
         self.shutting_down = True

@@ -45,7 +45,7 @@ async def test_sigterm_hands_off_models_in_use(etcd, nodes, client_for):
 
 async def test_hot_model_gets_a_second_copy_then_loses_it_when_idle(etcd, nodes, client_for):
     env = {"MM_SCALEUP_RPM_THRESHOLD": "120", "MM_JANITOR_FREQ_SECS": "1"}
-    a, b = nodes(etcd, "hot-a", mesh_env=env), nodes(etcd, "hot-b", mesh_env=env)
+    a, _ = nodes(etcd, "hot-a", mesh_env=env), nodes(etcd, "hot-b", mesh_env=env)
     ca = client_for(a)
     await ca.mesh.registerModel(pb.RegisterModelRequest(modelId="hot", modelInfo=model_info()))
 

@@ -1,6 +1,5 @@
 """Pure parts of the mesh: protobuf splicing, type constraints, placement, the LRU cache."""
 
-import asyncio
 
 import pytest
 

@@ -1,0 +1,1 @@
+"""One reconciler per kind of work: namespace objects, runtime Deployments, models, config."""

@@ -1,0 +1,1 @@
+"""Storage providers, one module per `type` of storage config."""

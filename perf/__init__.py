@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its figures (`python -m perf.<name>`); none is a test."""

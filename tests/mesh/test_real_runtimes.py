@@ -1,0 +1,77 @@
+"""The mesh in front of real model servers: MLServer (sklearn) and Triton (python backend)
+behind the built-in adapter, models pulled from a real S3 server, two pods."""
+
+import struct
+
+import grpc
+import pytest
+
+from harness.models import IRIS_SAMPLES
+from harness.pod import RuntimePod
+from harness.s3_models import s3_key
+from modelmesh.protos import grpc_predict_v2_pb2 as v2
+from modelmesh.protos import model_mesh_pb2 as pb
+from modelmesh.protos.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+from modelmesh.protos.model_mesh_pb2_grpc import ModelMeshStub
+
+TC = '{"mt:sklearn": {"required": ["mt:sklearn"]}, "mt:python": {"required": ["mt:python"]}}'
+
+
+@pytest.fixture
+def pods(tmp_path, etcd, storage_config_dir):
+    started = []
+
+    def start(name, server_type, labels):
+        pod = RuntimePod(tmp_path, name, server_type, etcd.endpoint, storage_config_dir,
+                         mesh_env={"MM_LABELS": labels, "MM_TYPE_CONSTRAINTS": TC, "MM_SERVICE_NAME": "real"})
+        started.append(pod)
+        return pod.start()
+
+    yield start
+    for pod in started:
+        pod.stop()
+
+
+def iris_request(name: str) -> v2.ModelInferRequest:
+    rows = [x for x, _ in IRIS_SAMPLES]
+    req = v2.ModelInferRequest(model_name=name)
+    t = req.inputs.add(name="input-0", datatype="FP64", shape=[len(rows), 4])
+    t.contents.fp64_contents.extend(v for row in rows for v in row)
+    return req
+
+
+def classes(resp: v2.ModelInferResponse) -> list[int]:
+    if resp.raw_output_contents:
+        return list(struct.unpack(f"<{len(IRIS_SAMPLES)}q", resp.raw_output_contents[0]))
+    return list(resp.outputs[0].contents.int64_contents)
+
+
+async def test_mlserver_and_triton_pods_serve_models_from_s3(pods, s3_models):
+    ml = pods("pod-mlserver", "mlserver", "mt:sklearn")
+    tri = pods("pod-triton", "triton", "mt:python")
+    async with grpc.aio.insecure_channel(tri.mesh.target) as ch:  # enter through the *other* pod
+        mesh, infer = ModelMeshStub(ch), GRPCInferenceServiceStub(ch)
+        await mesh.registerModel(pb.RegisterModelRequest(
+            modelId="iris__isvc-1", modelInfo=pb.ModelInfo(type="mt:sklearn", path=s3_models["iris"],
+                                                           key=s3_key("sklearn"))))
+        resp = await infer.ModelInfer(iris_request("iris"), metadata=[("mm-model-id", "iris__isvc-1")], timeout=120)
+        assert classes(resp) == [c for _, c in IRIS_SAMPLES]
+        st = await mesh.getModelStatus(pb.GetStatusRequest(modelId="iris__isvc-1"))
+        assert [ci.location for ci in st.modelCopyInfos] == ["loc-pod-mlserver"]  # placed by type constraint
+
+        await mesh.registerModel(pb.RegisterModelRequest(
+            modelId="doubler__isvc-2", modelInfo=pb.ModelInfo(type="mt:python", path=s3_models["doubler"],
+                                                              key=s3_key("python"))))
+        req = v2.ModelInferRequest(model_name="doubler")
+        req.inputs.add(name="INPUT0", datatype="FP32", shape=[3])
+        req.raw_input_contents.append(struct.pack("<3f", 1.0, 2.0, 3.0))
+        resp = await infer.ModelInfer(req, metadata=[("mm-model-id", "doubler__isvc-2")], timeout=120)
+        assert struct.unpack("<3f", resp.raw_output_contents[0]) == (2.0, 4.0, 6.0)
+
+        # A corrupt model: LOADING_FAILED with the model server's reason, nothing else affected.
+        st = await mesh.registerModel(pb.RegisterModelRequest(
+            modelId="corrupt__isvc-3", modelInfo=pb.ModelInfo(type="mt:sklearn", path=s3_models["corrupt"],
+                                                              key=s3_key("sklearn")), loadNow=True, sync=True))
+        assert st.status == pb.ModelStatusInfo.LOADING_FAILED and st.errors
+        resp = await infer.ModelInfer(iris_request("iris"), metadata=[("mm-model-id", "iris__isvc-1")], timeout=60)
+        assert classes(resp) == [c for _, c in IRIS_SAMPLES]
