@@ -19,7 +19,7 @@ from modelmesh.config.common import MetricsSpec
 from modelmesh.config.controller import ControllerSettings
 from modelmesh.controller.kube import KubeApi
 from modelmesh.controller.leader import LeaderElector
-from modelmesh.controller.manager import Controller
+from modelmesh.controller.manager import Controller, ControllerStartError
 from modelmesh.controller.meshclient import MeshClient
 from modelmesh.controller.webhook import AdmissionWebhook
 from modelmesh.lifecycle import StartupError
@@ -107,6 +107,10 @@ class ControllerApp(ObservedApp):
                 self._done.set()
         except asyncio.CancelledError:
             raise
+        except ControllerStartError as e:
+            log.error("controller cannot start", error=str(e))
+            self._failed = True
+            self._done.set()
         except Exception as e:  # noqa: BLE001
             log.error("controller failed", error=repr(e))
             self._failed = True

@@ -98,17 +98,18 @@ class Context:
                 if is_modelmesh_isvc(obj):
                     yield ISVC_KIND, obj
 
-    def runtimes_serving(self, namespace: str, spec: ModelSpec) -> list[str]:
+    def runtimes_serving(self, namespace: str, spec: ModelSpec, catalog: RuntimeCatalog | None = None) -> list[str]:
         required = [p for p in type_label(spec).split("|") if p]
-        return [name for name, labels in self.catalog(namespace).served.items()
-                if all(r in labels for r in required)]
+        served = (catalog or self.catalog(namespace)).served
+        return [name for name, labels in served.items() if all(r in labels for r in required)]
 
     def runtime_has_models(self, namespace: str, runtime: str) -> bool:
+        catalog = self.catalog(namespace)
         for kind, obj in self.model_objects(namespace):
             if (obj.get("metadata") or {}).get("deletionTimestamp"):
                 continue
             spec = parse_model(kind, obj)
-            if spec is not None and runtime in self.runtimes_serving(namespace, spec):
+            if spec is not None and runtime in self.runtimes_serving(namespace, spec, catalog):
                 return True
         return False
 

@@ -40,6 +40,16 @@ from modelmesh.observability.logging import get_logger
 
 log = get_logger("modelmesh.controller")
 
+class ControllerStartError(RuntimeError):
+    """The cluster lacks something the controller needs; the message says what to do."""
+
+
+def _same_spec(a: dict, b: dict) -> bool:
+    ma, mb = a.get("metadata") or {}, b.get("metadata") or {}
+    return a.get("spec") == b.get("spec") and ma.get("annotations") == mb.get("annotations") \
+        and ma.get("deletionTimestamp") == mb.get("deletionTimestamp")
+
+
 # Opens the mesh's coordination store from the etcd secret's files (etcd_connection and any
 # certificate files beside it); None: no table watch, load results are polled.
 KVOpener = Callable[[dict[str, bytes]], Awaitable[Any]]
@@ -74,6 +84,9 @@ class Controller:
 
     async def start(self, sync_timeout_s: float = 60.0) -> None:
         ctx, s, api = self.ctx, self.settings, self.api
+        for plural in ("servingruntimes", "predictors"):
+            if not await api.has_resource(GROUP, "v1alpha1", plural):
+                raise ControllerStartError(f"CRD {plural}.{GROUP} is not installed: kubectl apply -f deploy/crds/")
         isvc_on = s.enable_isvc_watch
         if isvc_on is None:
             isvc_on = await api.has_resource(GROUP, "v1beta1", "inferenceservices")
@@ -87,7 +100,7 @@ class Controller:
 
         ctx.namespace_queue = self._queue("namespace", NamespaceReconciler(ctx))
         ctx.runtime_queue = self._queue("runtime", RuntimeReconciler(ctx, self._clock))
-        ctx.model_queue = self._queue("model", ModelReconciler(ctx, poll_max_s=self._poll_max_s), workers=4)
+        ctx.model_queue = self._queue("model", ModelReconciler(ctx, poll_max_s=self._poll_max_s), workers=8)
         self._config_queue = self._queue("config", self._reconcile_config, workers=1)
 
         scope_ns = s.namespace if s.namespace_scope else None
@@ -171,6 +184,8 @@ class Controller:
             ctx = self.ctx
             ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
             ctx.model_queue.add((kind, ns, name))
+            if event != "DELETED" and prev is not None and _same_spec(prev, obj):
+                return  # a status-only change: runtimes are not affected
             if prev is not None:
                 # A model going away (or changing type) starts the scale-to-zero grace period
                 # of the runtimes that could serve it, counted from now.

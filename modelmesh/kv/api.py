@@ -8,7 +8,7 @@ the mesh is a compare-and-swap on the key's mod revision, so lost updates cannot
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -95,6 +95,13 @@ class KVStore(Protocol):
 
         Returns (True, new KeyValue) on success, else (False, current KeyValue or None).
         """
+        ...
+
+    async def compare_and_swap_many(
+        self, items: Sequence[tuple[str, int, bytes, Lease | None]]
+    ) -> list[tuple[bool, KeyValue | None]]:
+        """Several independent compare_and_swap calls (distinct keys) in one round trip;
+        results in order. Lets a busy writer batch (registrations)."""
         ...
 
     async def compare_and_delete(self, key: str, expected_mod_revision: int) -> tuple[bool, KeyValue | None]:

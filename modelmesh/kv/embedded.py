@@ -273,6 +273,10 @@ class EmbeddedStore:
             return False, e
         return True, self._write(key, value, lease_id)
 
+    async def compare_and_swap_many(self, items) -> list[tuple[bool, KeyValue | None]]:
+        """Independent compare-and-swaps (the etcd backend sends them in one round trip)."""
+        return [await self.compare_and_swap(key, expected, value, lease) for key, expected, value, lease in items]
+
     async def compare_and_delete(self, key: str, expected_mod_revision: int) -> tuple[bool, KeyValue | None]:
         self._check_open()
         e = self._data.get(key)

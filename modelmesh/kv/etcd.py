@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -304,6 +304,32 @@ class EtcdStore:
             return True, KeyValue(key, value, rev, created, lease_id)
         kvs = resp.responses[0].response_range.kvs
         return False, (_kv(kvs[0]) if kvs else None)
+
+    async def compare_and_swap_many(
+        self, items: Sequence[tuple[str, int, bytes, Any]]
+    ) -> list[tuple[bool, KeyValue | None]]:
+        """Independent compare-and-swaps in one round trip: one nested transaction per key
+        (keys must be distinct). Each result is what compare_and_swap would have returned."""
+        ops = []
+        for key, expected, value, lease in items:
+            k = key.encode()
+            ops.append(rpc.RequestOp(request_txn=rpc.TxnRequest(
+                compare=[rpc.Compare(result=_EQUAL, target=_MOD, key=k, mod_revision=expected)],
+                success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value, lease=self._lease_id(lease)))],
+                failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
+            )))
+        request = rpc.TxnRequest(success=ops)
+        resp = await self._call(lambda ch: ch.kv.Txn(request, timeout=self.op_timeout_s, metadata=ch.metadata))
+        rev = resp.header.revision
+        out: list[tuple[bool, KeyValue | None]] = []
+        for (key, expected, value, lease), r in zip(items, resp.responses):
+            inner = r.response_txn
+            if inner.succeeded:
+                out.append((True, KeyValue(key, value, rev, rev if expected == 0 else 0, self._lease_id(lease))))
+            else:
+                kvs = inner.responses[0].response_range.kvs
+                out.append((False, _kv(kvs[0]) if kvs else None))
+        return out
 
     async def compare_and_delete(self, key: str, expected_mod_revision: int) -> tuple[bool, KeyValue | None]:
         k = key.encode()

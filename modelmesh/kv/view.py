@@ -14,6 +14,7 @@ reports the difference to its callbacks as ordinary changes.
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -69,7 +70,9 @@ class WatchedPrefix(Generic[T]):
         self._callbacks: list[ChangeCallback[T]] = []
         self._revision = 0  # the view reflects the prefix at least up to this revision
         self._synced = asyncio.Event()
-        self._advanced = asyncio.Condition()
+        # (revision, seq, future) heap: writers waiting to see their write in the view.
+        self._revision_waiters: list[tuple[int, int, asyncio.Future]] = []
+        self._waiter_seq = 0
         self._task: asyncio.Task | None = None
         self._retry_max_s = retry_max_s
         self.resyncs = 0  # full re-listings after the first (compaction); for tests and metrics
@@ -130,12 +133,13 @@ class WatchedPrefix(Generic[T]):
 
     async def caught_up(self, revision: int, timeout: float | None = None) -> None:
         """Wait until the view reflects a write under this prefix made at `revision`."""
-
-        async def wait() -> None:
-            async with self._advanced:
-                await self._advanced.wait_for(lambda: self._revision >= revision)
-
-        await asyncio.wait_for(wait(), timeout)
+        if self._revision >= revision:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiter_seq += 1
+        heapq.heappush(self._revision_waiters, (revision, self._waiter_seq, fut))
+        # A bare future (no task per waiter): writers under load wait on this a lot.
+        await asyncio.wait_for(fut, timeout)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -223,9 +227,12 @@ class WatchedPrefix(Generic[T]):
             return None
 
     async def _advance(self, revision: int, changes: list[Change[T]]) -> None:
-        async with self._advanced:
-            self._revision = revision
-            self._advanced.notify_all()
+        self._revision = revision
+        waiters = self._revision_waiters
+        while waiters and waiters[0][0] <= revision:
+            fut = heapq.heappop(waiters)[2]
+            if not fut.done():
+                fut.set_result(None)
         if changes:
             for cb in self._callbacks:
                 await run_callback(cb, changes, what=f"view {self.name} on_change")

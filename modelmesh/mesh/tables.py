@@ -23,9 +23,70 @@ CAS_ATTEMPTS = 100
 ECHO_TIMEOUT_S = 5.0  # how long a writer waits for its write to show in the view
 
 
+class CasBatcher:
+    """Sends a table's compare-and-swaps with at most one round trip in flight: whatever
+    arrives meanwhile goes together in the next one (one etcd transaction for up to
+    MAX_BATCH keys). Alone, a write goes out at once; under load, writes batch themselves."""
+
+    MAX_BATCH = 32
+
+    def __init__(self, store: KVStore) -> None:
+        self.store = store
+        self._queue: list[tuple[str, int, bytes, Lease | None, asyncio.Future]] = []
+        self._runner: asyncio.Task | None = None
+
+    async def compare_and_swap(self, key: str, revision: int, value: bytes, lease: Lease | None):
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.append((key, revision, value, lease, fut))
+        if self._runner is None:
+            self._runner = asyncio.ensure_future(self._run())
+        return await fut
+
+    async def _run(self) -> None:
+        try:
+            while self._queue:
+                batch, keys, rest = [], set(), []
+                for item in self._queue:
+                    if item[4].done():
+                        continue  # the caller gave up (cancelled)
+                    if item[0] in keys or len(batch) >= self.MAX_BATCH:
+                        rest.append(item)  # a key may appear once per transaction
+                    else:
+                        keys.add(item[0])
+                        batch.append(item)
+                self._queue = rest
+                if not batch:
+                    continue
+                try:
+                    if len(batch) == 1:
+                        key, rev, value, lease, _ = batch[0]
+                        results = [await self.store.compare_and_swap(key, rev, value, lease)]
+                    else:
+                        results = await self.store.compare_and_swap_many([b[:4] for b in batch])
+                except Exception as e:  # noqa: BLE001 - every writer in the batch gets the error
+                    for b in batch:
+                        if not b[4].done():
+                            b[4].set_exception(e)
+                    continue
+                for b, result in zip(batch, results):
+                    if not b[4].done():
+                        b[4].set_result(result)
+        finally:
+            self._runner = None
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+        for item in self._queue:
+            if not item[4].done():
+                item[4].cancel()
+        self._queue.clear()
+
+
 class Table(Generic[R]):
     def __init__(self, store: KVStore, prefix: str, decode: Callable[[bytes], R], name: str) -> None:
         self.store = store
+        self._cas = CasBatcher(store)
         self.prefix = prefix
         self.name = name
         self._decode = decode
@@ -40,6 +101,7 @@ class Table(Generic[R]):
         await self.view.synced(timeout_s)
 
     async def close(self) -> None:
+        self._cas.close()
         await self.view.close()
 
     def on_change(self, callback: Callable[[list[Change[R]]], object]) -> None:
@@ -134,7 +196,7 @@ class Table(Generic[R]):
                 return None
             if new is current:
                 return current
-            ok, kv = await self.store.compare_and_swap(self._key(id), revision, new.to_json(), lease)
+            ok, kv = await self._cas.compare_and_swap(self._key(id), revision, new.to_json(), lease)
             if ok:
                 await self._echo(kv.mod_revision)
                 return new
@@ -142,7 +204,7 @@ class Table(Generic[R]):
         raise MeshError(f"too much contention updating {self.name}/{id}")
 
     async def create(self, id: str, record: R, lease: Lease | None = None) -> bool:
-        ok, kv = await self.store.compare_and_swap(self._key(id), 0, record.to_json(), lease)
+        ok, kv = await self._cas.compare_and_swap(self._key(id), 0, record.to_json(), lease)
         if ok:
             await self._echo(kv.mod_revision)
         return ok

@@ -10,12 +10,22 @@ import json
 import aiohttp
 import pytest
 from conftest import ensure_namespace, eventually, runtime_doc, start_controller
+from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelmesh.apps.controller import ControllerApp
 from modelmesh.config.controller import ControllerSettings
 from modelmesh.config.settings import load_settings
-from modelmesh.controller.kube import CLUSTER_SERVING_RUNTIME, DEPLOYMENT, LEASE, NAMESPACE, SECRET, KubeApi
+from modelmesh.controller.kube import (
+    CLUSTER_SERVING_RUNTIME,
+    CRD,
+    DEPLOYMENT,
+    LEASE,
+    NAMESPACE,
+    SECRET,
+    SERVICE_MONITOR,
+    KubeApi,
+)
 from modelmesh.controller.leader import LEASE_NAME, LeaderElector
 
 CTL_NS = "mm-system"
@@ -29,8 +39,26 @@ def etcd_secret(conn):
             "data": {"etcd_connection": base64.b64encode(json.dumps(conn).encode()).decode()}}
 
 
+# The Prometheus Operator's ServiceMonitor kind, reduced to what the API server needs.
+SERVICE_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+             "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                 "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
 @pytest.fixture(scope="module")
 async def cluster(kube, mesh_endpoint):
+    try:
+        await kube.create(CRD, SERVICE_MONITOR_CRD)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+    await eventually(lambda: kube.has_resource("monitoring.coreos.com", "v1", "servicemonitors"),
+                     what="ServiceMonitor kind served")
     await ensure_namespace(kube, CTL_NS)
     await ensure_namespace(kube, USER_NS, {"modelmesh-enabled": "true"})
     await ensure_namespace(kube, OTHER_NS)
@@ -54,6 +82,14 @@ async def test_cluster_runtime_deployed_in_served_namespaces_only(cluster):
     await kube.merge_patch(NAMESPACE, OTHER_NS, {"metadata": {"labels": {"modelmesh-enabled": "true"}}})
     await eventually(lambda: kube.get(DEPLOYMENT, "modelmesh-serving-mlserver-1.x", OTHER_NS),
                      what="deployment after labelling")
+
+
+async def test_service_monitor_when_the_kind_exists(cluster):
+    kube, _ = cluster
+    sm = await eventually(lambda: kube.get(SERVICE_MONITOR, "modelmesh-metrics-monitor", USER_NS),
+                          what="ServiceMonitor")
+    assert sm["spec"]["selector"] == {"matchLabels": {"modelmesh-service": "modelmesh-serving"}}
+    assert sm["spec"]["endpoints"][0]["port"] == "prometheus"
 
 
 async def test_etcd_secret_propagated_with_namespaced_prefix(cluster):

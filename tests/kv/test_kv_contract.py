@@ -263,3 +263,19 @@ async def test_listing_order_and_prefix_bounds_agree_across_backends(store, pref
     kvs, _ = await store.get_prefix(prefix)
     assert [k.key for k in kvs] == sorted(keys)  # UTF-8 byte order == code point order
     assert [k.key for k in (await store.get_prefix(prefix + "a"))[0]] == [prefix + "a", prefix + "a/b", prefix + "a0"]
+
+
+async def test_compare_and_swap_many_is_per_key(store, prefix):
+    ok, existing = await store.compare_and_swap(prefix + "exists", 0, b"v0")
+    assert ok
+    results = await store.compare_and_swap_many([
+        (prefix + "new-a", 0, b"a", None),
+        (prefix + "exists", 0, b"clobber", None),  # expected absent: fails, returns the current value
+        (prefix + "new-b", 0, b"b", None),
+        (prefix + "other", 0, b"o", None),
+    ])
+    assert [r[0] for r in results] == [True, False, True, True]
+    assert results[1][1].value == b"v0"
+    assert (await store.get(prefix + "new-a")).value == b"a"
+    assert (await store.get(prefix + "exists")).value == b"v0"
+    assert results[0][1].mod_revision == (await store.get(prefix + "new-a")).mod_revision

@@ -4,18 +4,17 @@ with self-signed certificates, and a per-test layout (model root, storage-config
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aioboto3
 import pytest
 
 from harness.azurite import AzuriteServer
 from harness.gcs import GcsEmulator
 from modelmesh.storage import Puller
+from storage_helpers import Certs, S3Seeder, openssl
 
 
 @pytest.fixture(scope="session")
@@ -68,56 +67,21 @@ async def puller(layout) -> AsyncIterator[Puller]:
     await p.close()
 
 
-def s3_config(s3_server, **extra: Any) -> dict[str, Any]:
-    return {"type": "s3", "endpoint_url": s3_server.endpoint, "access_key_id": s3_server.ACCESS_KEY,
-            "secret_access_key": s3_server.SECRET_KEY, "region": s3_server.REGION, **extra}
-
-
-class S3Seeder:
-    def __init__(self, s3_server) -> None:
-        self.session = aioboto3.Session(aws_access_key_id=s3_server.ACCESS_KEY,
-                                        aws_secret_access_key=s3_server.SECRET_KEY, region_name=s3_server.REGION)
-        self.endpoint = s3_server.endpoint
-
-    async def put(self, bucket: str, objects: dict[str, bytes]) -> None:
-        async with self.session.client("s3", endpoint_url=self.endpoint) as s3:
-            try:
-                await s3.create_bucket(Bucket=bucket)
-            except s3.exceptions.BucketAlreadyOwnedByYou:
-                pass
-            for key, body in objects.items():
-                await s3.put_object(Bucket=bucket, Key=key, Body=body)
-
-
 @pytest.fixture(scope="session")
 def s3_seed(s3_server) -> S3Seeder:
     return S3Seeder(s3_server)
 
 
-@dataclass(frozen=True)
-class Certs:
-    ca_pem: str  # trusted CA (self-signed), signs server and client certs
-    server_cert: Path
-    server_key: Path
-    client_cert_pem: str
-    client_key_pem: str
-    ca_path: Path
-
-
-def _openssl(*args: str | Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
-
-
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory) -> Certs:
     d = tmp_path_factory.mktemp("certs")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
              "-keyout", d / "ca.key", "-out", d / "ca.pem")
     for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", d / f"{name}.key",
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", d / f"{name}.key",
                  "-out", d / f"{name}.csr")
         (d / f"{name}.ext").write_text(ext + "\n")
-        _openssl("x509", "-req", "-in", d / f"{name}.csr", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
+        openssl("x509", "-req", "-in", d / f"{name}.csr", "-CA", d / "ca.pem", "-CAkey", d / "ca.key",
                  "-CAcreateserial", "-days", "2", "-extfile", d / f"{name}.ext", "-out", d / f"{name}.pem")
     return Certs((d / "ca.pem").read_text(), d / "server.pem", d / "server.key",
                  (d / "client.pem").read_text(), (d / "client.key").read_text(), d / "ca.pem")

@@ -92,7 +92,7 @@ def test_runtime_serves_probes_metrics_and_stops_gracefully(tmp_path, sig):
         assert info.labels["mode"] == "runtime" and info.value == 1
     finally:
         os.kill(proc.pid, sig)
-        wait_until(lambda: not proc.alive(), 15, "runtime exit after signal")
+        wait_until(lambda: not proc.alive(), 45, "runtime exit after signal")
     assert proc.proc.returncode == 0
     events = [orjson.loads(line) for line in proc.log_path.read_bytes().splitlines() if line.startswith(b"{")]
     names = [e["event"] for e in events]

@@ -1,7 +1,8 @@
 """azure: Azure Blob Storage over its REST API (aiohttp).
 
 Config: account_name, container, and one of connection_string, client_id + client_secret +
-tenant_id (Entra ID), account_key or sas_token (ours), or nothing (public container).
+tenant_id (Entra ID), account_key or sas_token (ours), or nothing (public container);
+certificate (CA PEM), endpoint_url and authority_host (ours) for private endpoints.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import aiohttp
 from yarl import URL
 
 from modelmesh.storage.errors import PullError, PullInputError
@@ -30,13 +32,14 @@ class AzureProvider:
         self.sessions = Sessions(tuning.concurrency)
         self._tokens: dict[AzureAccount, EntraToken] = {}
 
-    async def _headers(self, account: AzureAccount, url: str, extra: dict[str, str]) -> dict[str, str]:
+    async def _headers(self, account: AzureAccount, session: aiohttp.ClientSession, url: str,
+                       extra: dict[str, str]) -> dict[str, str]:
         if account.key and not account.sas:
             return shared_key_headers(account, "GET", url, extra)
         headers = {**extra, "x-ms-version": API_VERSION}
         if account.client_id:
             entra = self._tokens.setdefault(account, EntraToken(account))
-            headers["Authorization"] = f"Bearer {await entra.token(self.sessions.get(), self.retry)}"
+            headers["Authorization"] = f"Bearer {await entra.token(session, self.retry)}"
         return headers
 
     def _url(self, account: AzureAccount, path: str, query: dict[str, str]) -> str:
@@ -45,10 +48,11 @@ class AzureProvider:
             q = f"{q}&{account.sas}" if q else account.sas
         return f"{account.endpoint}{path}" + (f"?{q}" if q else "")
 
-    async def _get(self, account: AzureAccount, url: str, extra: dict[str, str] | None = None):
-        headers = await self._headers(account, url, extra or {})
+    async def _get(self, account: AzureAccount, session: aiohttp.ClientSession, url: str,
+                   extra: dict[str, str] | None = None):
+        headers = await self._headers(account, session, url, extra or {})
         # encoded=True: send the URL exactly as signed.
-        return self.sessions.get().get(URL(url, encoded=True), headers=headers)
+        return session.get(URL(url, encoded=True), headers=headers)
 
     async def fetch(self, config: dict[str, Any], remote_path: str, dest: str) -> None:
         account = account_from_config(config)
@@ -56,6 +60,7 @@ class AzureProvider:
         if not isinstance(container, str) or not container:
             raise PullInputError("azure storage config has no 'container'")
         where = f"azure container {container!r}"
+        session = self.sessions.get(config.get("certificate") or None)
         container_path = "/" + quote(container, safe="")
 
         async def list_page(prefix: str, marker: str | None) -> tuple[list[RemoteObject], str | None]:
@@ -64,7 +69,7 @@ class AzureProvider:
                 query["marker"] = marker
             url = self._url(account, container_path, query)
             try:
-                async with await self._get(account, url) as resp:
+                async with await self._get(account, session, url) as resp:
                     body = await resp.text()
                     if resp.status != 200:
                         raise status_error(resp.status, resp.reason or "", where, _error_code(body))
@@ -89,7 +94,7 @@ class AzureProvider:
             what = f"{where} blob {key!r}"
             extra = {} if start is None else {"x-ms-range": f"bytes={start}-{end}"}
             try:
-                async with await self._get(account, blob_url(key), extra) as resp:
+                async with await self._get(account, session, blob_url(key), extra) as resp:
                     if resp.status != (200 if start is None else 206):
                         raise status_error(resp.status, resp.reason or "", what, _error_code(await resp.text()))
                     async for chunk in stream_body(resp, what):

@@ -2,7 +2,8 @@
 
 Config: bucket, private_key + client_email (+ token_uri, private_key_id): a service
 account; without them requests are anonymous (public buckets). `endpoint_url` (ours, not
-the reference's) points at a GCS-compatible server or emulator.
+the reference's) points at a GCS-compatible server or emulator, `certificate` (CA PEM) at a
+private one.
 The JSON API is spoken directly rather than through a client library: two calls (list,
 ranged GET) plus the service-account token exchange are all a puller needs.
 """
@@ -109,7 +110,7 @@ class GcsProvider:
             raise PullInputError("gcs storage config has no 'bucket'")
         endpoint = str(config.get("endpoint_url") or DEFAULT_ENDPOINT).rstrip("/")
         creds = self._credentials(config)
-        session = self.sessions.get()
+        session = self.sessions.get(config.get("certificate") or None)
         where = f"gcs bucket {bucket!r}"
         base = f"{endpoint}/storage/v1/b/{quote(bucket, safe='')}/o"
 

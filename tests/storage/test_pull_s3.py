@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import S3Seeder, s3_config
+from storage_helpers import S3Seeder, s3_config
 from harness.process import ManagedProcess, free_port, port_open
 from harness import tools
 from modelmesh.storage import PullError
 from modelmesh.storage.providers.base import TransferTuning
+from modelmesh.storage.retry import RetryPolicy
 
 BUCKET = "models-bkt"
 
@@ -203,3 +204,42 @@ async def test_custom_ca_over_tls(layout, puller, moto_tls, certs):
                                     "access_key_id": "a", "secret_access_key": "b", "certificate": certs.ca_pem})
     pulled = await puller.pull("m", "m", '{"storage_key": "trusted"}')
     assert (Path(pulled.local_path) / "w").read_bytes() == b"over tls"
+
+
+async def test_outage_mid_download_is_retried(layout, s3_server, s3_seed):
+    # Fault injection: a TCP proxy in front of moto drops the connections for a moment.
+    from structlog.testing import capture_logs
+
+    from harness.tcp_proxy import TcpProxy
+
+    blob = os.urandom(24 * 1024 * 1024)
+    await s3_seed.put("reset-bkt", {"m/weights": blob})
+    proxy = await TcpProxy(s3_server.port).start()
+    layout.write_config("default", s3_config(s3_server, bucket="reset-bkt", endpoint_url=proxy.endpoint))
+    puller = layout.puller(tuning=TransferTuning(concurrency=1, part_size=256 * 1024),
+                           retry=RetryPolicy(attempts=5, base_delay_s=0.05))
+    staging = layout.root / ".pulling"
+    try:
+        with capture_logs() as logs:
+            task = asyncio.create_task(puller.pull("r", "m", ""))
+            deadline = asyncio.get_running_loop().time() + 30
+            while not _starts_with(staging, blob[:4096]):  # the first part is on disk, more to come
+                assert asyncio.get_running_loop().time() < deadline and not task.done(), "download never started"
+                await asyncio.sleep(0.01)
+            await proxy.cut()  # resets the open connection and refuses new ones until restored
+            while not any(e["event"] == "transient storage error, retrying" for e in logs):
+                assert asyncio.get_running_loop().time() < deadline and not task.done(), "no retry seen"
+                await asyncio.sleep(0.01)
+            await proxy.restore()
+            pulled = await task
+    finally:
+        await puller.close()
+        await proxy.stop()
+    assert (Path(pulled.local_path) / "weights").read_bytes() == blob
+
+
+def _starts_with(staging: Path, head: bytes) -> bool:
+    for f in staging.rglob("weights"):
+        with open(f, "rb") as fh:
+            return fh.read(len(head)) == head
+    return False

@@ -1,9 +1,14 @@
 """azure against azurite: connection string and account key (Shared Key), wrong key,
-prefix semantics, missing container, ranged download, odd names."""
+prefix semantics, missing container, ranged download, odd names; Entra ID client secret
+against azurite over TLS with OAuth checks on."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import ssl
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -20,9 +25,9 @@ BIG = os.urandom(2 * 1024 * 1024 + 11)
 OCTETS = "application/octet-stream"  # aiohttp adds it to a PUT; it is part of the signature
 
 
-async def _put(azurite, objects: dict[str, bytes]) -> None:
+async def _put(azurite, objects: dict[str, bytes], ssl_ctx: ssl.SSLContext | bool = True) -> None:
     account = AzureAccount(azurite.ACCOUNT, azurite.endpoint, key=azurite.KEY)
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx)) as s:
         url = f"{azurite.endpoint}/{CONTAINER}?restype=container"
         h = shared_key_headers(account, "PUT", url, {"Content-Length": "0", "Content-Type": OCTETS})
         async with s.put(URL(url, encoded=True), headers=h) as r:
@@ -89,3 +94,73 @@ async def test_config_errors(layout, puller):
     layout.write_config("b", {"type": "azure", "container": "c", "account_name": "n", "client_id": "i"})
     with pytest.raises(PullInputError, match="all of client_id, client_secret and tenant_id"):
         await puller.pull("a", "x", '{"storage_key": "b"}')
+
+
+class EntraAuthority:
+    """Client-credentials token endpoint standing in for login.microsoftonline.com (which
+    cannot be reached here). Azurite in `--oauth basic` mode checks the token's issuer,
+    audience and lifetime, so the token it mints is what Entra ID would issue, unsigned."""
+
+    def __init__(self, tenant: str, client_id: str, secret: str) -> None:
+        self.tenant, self.client_id, self.secret = tenant, client_id, secret
+        self.requests = 0
+
+    async def token(self, request):
+        from aiohttp import web
+
+        self.requests += 1
+        form = await request.post()
+        if request.match_info["tenant"] != self.tenant or form.get("client_secret") != self.secret \
+                or form.get("client_id") != self.client_id or form.get("grant_type") != "client_credentials":
+            return web.json_response({"error": "invalid_client"}, status=401)
+        assert form["scope"] == "https://storage.azure.com/.default"
+        now = int(time.time())
+        claims = {"aud": "https://storage.azure.com", "iss": f"https://sts.windows.net/{self.tenant}/",
+                  "iat": now, "nbf": now - 60, "exp": now + 3600, "appid": self.client_id}
+        b64 = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
+        return web.json_response({"access_token": f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}.",
+                                  "expires_in": 3599, "token_type": "Bearer"})
+
+
+@pytest.fixture(scope="module")
+async def azurite_oauth(tmp_path_factory, certs):
+    from aiohttp import web
+
+    from harness.azurite import AzuriteServer
+    from harness.process import free_port
+
+    svc = AzuriteServer(tmp_path_factory.mktemp("azurite-oauth"), tls=(certs.server_cert, certs.server_key)).start()
+    authority = EntraAuthority("tenant-1", "app-1", "s3cret")
+    app = web.Application()
+    app.router.add_post("/{tenant}/oauth2/v2.0/token", authority.token)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield svc, authority, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+        svc.stop()
+
+
+async def test_entra_client_secret_over_tls(layout, puller, azurite_oauth, certs):
+    svc, authority, authority_url = azurite_oauth
+    ssl_ctx = ssl.create_default_context(cadata=certs.ca_pem)
+    await _put(svc, {"m/w.bin": b"entra"}, ssl_ctx)
+    cfg = {"type": "azure", "container": CONTAINER, "account_name": svc.ACCOUNT, "endpoint_url": svc.endpoint,
+           "certificate": certs.ca_pem, "authority_host": authority_url,
+           "client_id": "app-1", "client_secret": "s3cret", "tenant_id": "tenant-1"}
+    layout.write_config("entra", cfg)
+    pulled = await puller.pull("e", "m", '{"storage_key": "entra"}')
+    assert (Path(pulled.local_path) / "w.bin").read_bytes() == b"entra"
+    await puller.pull("e2", "m/w.bin", '{"storage_key": "entra"}')
+    assert authority.requests == 1  # the token is cached until near expiry
+
+    layout.write_config("bad", {**cfg, "client_secret": "wrong"})
+    with pytest.raises(PullError, match=r"token request to .*tenant-1/oauth2/v2.0/token: HTTP 401"):
+        await puller.pull("b", "m", '{"storage_key": "bad"}')
+    layout.write_config("untrusted", {k: v for k, v in cfg.items() if k != "certificate"})
+    with pytest.raises(PullError, match="TLS error"):
+        await puller.pull("u", "m", '{"storage_key": "untrusted"}')
+    assert sorted(os.listdir(layout.root)) == [".pulling", "e", "e2"] and not os.listdir(layout.root / ".pulling")
