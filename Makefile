@@ -10,6 +10,7 @@ help:
 	@echo "make quickstart   run modelmesh locally (installs what it needs)"
 	@echo "make test         install everything (apt, venvs, cached builds) and run the test suite"
 	@echo "make protos       regenerate the Python gRPC stubs from protos/"
+	@echo "make perf         run the benchmarks (prints figures; see perf/README.md)"
 	@echo "make deps         only install dependencies"
 
 deps:
@@ -26,8 +27,14 @@ protos:
 	@[ -x $(PY) ] || bash scripts/bootstrap.sh
 	$(PY) scripts/gen_protos.py
 
-perf:
-	@echo "perf/: no benchmarks in this build yet"
+perf: deps
+	$(PY) -m perf.mesh_bench --seconds 5
+	$(PY) -m perf.mesh_bench --seconds 5 --pin
+	$(PY) -m perf.kv_bench
+	$(PY) -m perf.rest_proxy_bench
+	$(PY) -m perf.adapter_bench
+	$(PY) -m perf.pull_bench
+	$(PY) -m perf.controller_bench --predictors 200
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

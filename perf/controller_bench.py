@@ -25,16 +25,16 @@ sys.path.insert(0, str(ROOT / "tests" / "controller"))
 
 import grpc  # noqa: E402
 import yaml  # noqa: E402
+from harness.services import KubeApiServer  # noqa: E402
 from kubernetes_asyncio import config as k8s_config  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
+from standin_mesh import StandInMesh  # noqa: E402
 
-from harness.services import KubeApiServer  # noqa: E402
 from modelmesh.config.controller import ControllerSettings  # noqa: E402
 from modelmesh.config.settings import load_settings  # noqa: E402
-from modelmesh.controller.kube import CONFIG_MAP, CRD, NAMESPACE, PREDICTOR, KubeApi  # noqa: E402
+from modelmesh.controller.kube import CRD, NAMESPACE, PREDICTOR, KubeApi  # noqa: E402
 from modelmesh.controller.manager import Controller  # noqa: E402
 from modelmesh.protos import model_mesh_pb2_grpc as mm_grpc  # noqa: E402
-from standin_mesh import StandInMesh  # noqa: E402
 
 NS = "bench"
 

@@ -6,13 +6,17 @@
 Two models: one object of --big-mb MB, and --files objects of --file-kb KB each.
   puller        modelmesh.storage.Puller (aioboto3; parallel ranged GETs of large objects,
                 --concurrency requests in flight across objects and parts)
+  puller no-range  the same with PULL_PART_SIZE_BYTES=0: one stream per object, objects in parallel
   single-stream boto3, one GET at a time, each streamed to its file (`aws s3 cp` without
                 multipart: the reference puller's behaviour)
   obstore       (if installed) the same parallel ranged plan through obstore, for the
                 library comparison
 MB/s = model bytes / wall seconds, best of --rounds; ratio = client / single-stream;
 client CPU = this process's CPU seconds (all threads) for the pull.
-On a 2-core machine moto (Python) is the bottleneck: figures are a floor for the client.
+On a 2-core machine moto (Python) is the bottleneck: figures are a floor for the client. moto
+also reads a whole object for every ranged GET (a 1 MiB range of a 200 MiB object costs a
+third of the full GET), so ranged parts lose there; on S3 itself they are the way past the
+per-connection limit.
 """
 
 from __future__ import annotations
@@ -139,26 +143,29 @@ def main() -> None:
         if server is not None:
             t = time.perf_counter()
             asyncio.run(seed(endpoint, args.big_mb, args.files, args.file_kb))
-            print(f"seeded {args.big_mb} MB object + {args.files} x {args.file_kb} KB in {time.perf_counter() - t:.1f}s")
+            took = time.perf_counter() - t
+            print(f"seeded {args.big_mb} MB object + {args.files} x {args.file_kb} KB in {took:.1f}s")
         try:
             import obstore  # noqa: F401
             have_obstore = True
         except ImportError:
             have_obstore = False
-        print(f"{'model':<22}{'client':<16}{'MB/s':>9}{'seconds':>10}{'client CPU s':>14}{'vs single':>11}")
+        part = args.part_mb << 20
+        print(f"{'model':<22}{'client':<18}{'MB/s':>9}{'seconds':>10}{'client CPU s':>14}{'vs single':>11}")
         for label, prefix in ((f"1 x {args.big_mb} MB", "big"), (f"{args.files} x {args.file_kb} KB", "small")):
             runs = {
-                "single-stream": lambda w: run_single_stream(endpoint, prefix, w),
-                "puller": lambda w: asyncio.run(run_puller(endpoint, prefix, w, args.concurrency, args.part_mb << 20)),
+                "single-stream": lambda w, p=prefix: run_single_stream(endpoint, p, w),
+                "puller": lambda w, p=prefix: asyncio.run(run_puller(endpoint, p, w, args.concurrency, part)),
+                "puller no-range": lambda w, p=prefix: asyncio.run(run_puller(endpoint, p, w, args.concurrency, 0)),
             }
             if have_obstore:
-                runs["obstore"] = lambda w: asyncio.run(run_obstore(endpoint, prefix, w, args.concurrency, args.part_mb << 20))
+                runs["obstore"] = lambda w, p=prefix: asyncio.run(run_obstore(endpoint, p, w, args.concurrency, part))
             best: dict[str, tuple[float, float, int]] = {}
             for _ in range(args.rounds):
                 for name, fn in runs.items():
                     work = Path(tempfile.mkdtemp(prefix="pull-bench-"))
                     try:
-                        secs, cpu, n = timed(lambda: fn(work))
+                        secs, cpu, n = timed(lambda f=fn, w=work: f(w))
                     finally:
                         shutil.rmtree(work, ignore_errors=True)
                     if name not in best or secs < best[name][0]:
@@ -166,7 +173,7 @@ def main() -> None:
             base = best["single-stream"][2] / best["single-stream"][0]
             for name, (secs, cpu, n) in best.items():
                 rate = n / secs
-                print(f"{label:<22}{name:<16}{rate / 1e6:>9.1f}{secs:>10.2f}{cpu:>14.2f}{rate / base:>10.2f}x")
+                print(f"{label:<22}{name:<18}{rate / 1e6:>9.1f}{secs:>10.2f}{cpu:>14.2f}{rate / base:>10.2f}x")
     finally:
         if server is not None:
             server.stop()

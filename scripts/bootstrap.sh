@@ -16,10 +16,11 @@ STAMP=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$STAMP" ]; then
   step "installing the project into .venv (pip install -e .[dev])"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv || die "could not create .venv" "apt-get install -y python3-venv"
-  .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/pip install -q -e ".[dev]" 2>&1 | grep -v -e '^WARNING: Location' -e 'BuildBackendWarning' || true
+  LOG="$CACHE_DIR/pip-install.log"
+  { .venv/bin/pip install --upgrade pip && .venv/bin/pip install -e ".[dev]"; } >"$LOG" 2>&1 \
+    || { tail -20 "$LOG" >&2; die "pip install -e .[dev] failed (full log: $LOG)" "check access to PyPI, then rerun make test"; }
   .venv/bin/python -c 'import modelmesh.cli, grpc_tools, pytest_asyncio, moto' 2>/dev/null \
-    || die "pip install -e .[dev] failed" "run .venv/bin/pip install -e '.[dev]' to see the error"
+    || die "the project venv is incomplete after pip install" "rm -rf .venv and rerun make test"
   rm -f .venv/.installed-* && touch "$STAMP"
 fi
 

@@ -44,7 +44,7 @@ def make_puller(settings: AdapterSettings) -> ModelPuller | None:
         return None
     from modelmesh.storage.puller import Puller
 
-    return Puller(settings.root_model_dir, settings.storage_config_dir, pvc_mounts_root=settings.pvc_mounts_root)
+    return Puller.from_settings(settings)
 
 
 class AdapterService:

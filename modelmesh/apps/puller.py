@@ -21,7 +21,7 @@ from modelmesh.lifecycle import StartupError
 from modelmesh.observability.logging import get_logger
 from modelmesh.protos import model_runtime_pb2 as pb
 from modelmesh.protos import model_runtime_pb2_grpc as pb_grpc
-from modelmesh.storage import PullError, PullInputError, Puller
+from modelmesh.storage import Puller, PullError, PullInputError
 from modelmesh.storage.errors import TransientError
 
 log = get_logger("modelmesh.runtime.puller")

@@ -224,6 +224,10 @@ class MeshInstance:
             await self.models.update(model_id, lambda r: r and r.replace(
                 failed_in={k: v for k, v in r.failed_in.items() if k != NO_INSTANCE},
                 fail_msgs={k: v for k, v in r.fail_msgs.items() if k != NO_INSTANCE}))
+        # Claim the load for the chosen instance before answering, so a status read right
+        # after loadNow/setVModel says LOADING, not NOT_LOADED.
+        await self.models.update(model_id, lambda r: r and (r if target in r.loading_in else r.replace(
+            loading_in={**r.loading_in, target: now_ms()})))
         if target == self.id:
             self._spawn(self._load_in_background(model_id))
         else:

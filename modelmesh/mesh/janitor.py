@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 log = get_logger("modelmesh.mesh.janitor")
 
 PUBLISH_INTERVAL_S = 1.0
+STALE_LOAD_CLAIM_MS = 30_000  # a load claimed for this instance that never started
 REAP_DELAY_MS = int(os.environ.get("MM_REAP_DELAY_MS", str(10 * 60 * 1000)))
 
 
@@ -121,10 +122,15 @@ class Janitor:
             if record is not None and mesh.id not in record.instance_ids:
                 await mesh.models.update(model_id, lambda r: r and r.replace(
                     instance_ids={**r.instance_ids, mesh.id: now_ms()}))
+        stale_claim_ms = now_ms() - STALE_LOAD_CLAIM_MS
         for model_id, record in list(mesh.models.view.items()):
-            if mesh.id in record.instance_ids and model_id not in held and mesh.cache.get(model_id) is None:
+            if mesh.cache.get(model_id) is not None:
+                continue
+            if mesh.id in record.instance_ids or record.loading_in.get(mesh.id, now_ms()) < stale_claim_ms:
+                # Listed here but not held: a claim whose load never started, or a copy lost.
                 await mesh.models.update(model_id, lambda r: r and r.replace(
-                    instance_ids={k: v for k, v in r.instance_ids.items() if k != mesh.id}))
+                    instance_ids={k: v for k, v in r.instance_ids.items() if k != mesh.id},
+                    loading_in={k: v for k, v in r.loading_in.items() if k != mesh.id}))
 
     async def retry_unplaceable(self) -> None:
         mesh = self.mesh

@@ -48,7 +48,7 @@ def confined_join(base: str, relative: str) -> str:
     """
     if "\x00" in relative:
         raise PullInputError(f"refusing remote name with NUL byte: {relative!r}")
-    if relative.startswith("/") or relative.startswith("\\"):
+    if relative.startswith(("/", "\\")):
         raise PullInputError(f"refusing absolute remote name {relative!r}")
     parts = relative.replace("\\", "/").split("/")
     if any(p == ".." for p in parts):

@@ -16,7 +16,12 @@ from typing import Any
 from modelmesh.observability.logging import get_logger
 from modelmesh.storage.errors import PullError, PullInputError
 from modelmesh.storage.model_key import parse_model_key
-from modelmesh.storage.paths import check_model_id, disk_size, remote_basename, schema_basename
+from modelmesh.storage.paths import (
+    check_model_id,
+    disk_size,
+    remote_basename,
+    schema_basename,
+)
 from modelmesh.storage.providers.base import Provider, TransferTuning
 from modelmesh.storage.retry import RetryPolicy
 from modelmesh.storage.storage_config import StorageConfigDir, resolve_storage_config
@@ -47,7 +52,7 @@ class Puller:
         self._locks: dict[str, asyncio.Lock] = {}
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "Puller":
+    def from_settings(cls, settings: Any) -> Puller:
         """A puller configured from AdapterSettings (ROOT_MODEL_DIR, STORAGE_CONFIG_DIR, PULL_*)."""
         return cls(settings.root_model_dir, settings.storage_config_dir, pvc_mounts_root=settings.pvc_mounts_root,
                    retry=RetryPolicy(attempts=settings.pull_retry_attempts),

@@ -38,7 +38,7 @@ class AzuriteServer:
         return (f"DefaultEndpointsProtocol={'https' if self.tls else 'http'};AccountName={self.ACCOUNT};AccountKey={self.KEY};"
                 f"BlobEndpoint={self.endpoint};")
 
-    def start(self) -> "AzuriteServer":
+    def start(self) -> AzuriteServer:
         cmd = [azurite_blob_bin(), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
                "--location", self.workdir / "data", "--silent", "--disableTelemetry", "--skipApiVersionCheck",
                "--loose"]

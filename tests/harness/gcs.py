@@ -26,7 +26,7 @@ class GcsEmulator:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "GcsEmulator":
+    def start(self) -> GcsEmulator:
         cmd = [gcs_emulator_bin(), "start", "--host", "127.0.0.1", "--port", str(self.port), "--in-memory", "-q"]
         self.proc = ManagedProcess("gcs-emulator", cmd, self.workdir / "gcs.log", cwd=self.workdir)
         self.proc.start(lambda: port_open(self.port), timeout=60)

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from harness.azurite import AzuriteServer
 from harness.gcs import GcsEmulator
-from modelmesh.storage import Puller
 from storage_helpers import Certs, S3Seeder, openssl
+
+from modelmesh.storage import Puller
 
 
 @pytest.fixture(scope="session")

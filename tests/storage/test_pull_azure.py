@@ -117,7 +117,7 @@ class EntraAuthority:
         now = int(time.time())
         claims = {"aud": "https://storage.azure.com", "iss": f"https://sts.windows.net/{self.tenant}/",
                   "iat": now, "nbf": now - 60, "exp": now + 3600, "appid": self.client_id}
-        b64 = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
+        b64 = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
         return web.json_response({"access_token": f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}.",
                                   "expires_in": 3599, "token_type": "Bearer"})
 
@@ -125,7 +125,6 @@ class EntraAuthority:
 @pytest.fixture(scope="module")
 async def azurite_oauth(tmp_path_factory, certs):
     from aiohttp import web
-
     from harness.azurite import AzuriteServer
     from harness.process import free_port
 

@@ -8,15 +8,14 @@ import base64
 import json
 import os
 from pathlib import Path
-from urllib.parse import quote
 
 import aiohttp
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
 from harness.process import free_port
+
 from modelmesh.storage import PullError, PullInputError
 from modelmesh.storage.providers.base import TransferTuning
 
@@ -90,7 +89,7 @@ class TokenEndpoint:
         form = await request.post()
         assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
         header, claims, sig = form["assertion"].split(".")
-        pad = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))  # noqa: E731
+        pad = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
         self.public_key.verify(pad(sig), f"{header}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256())
         body = json.loads(pad(claims))
         self.grants.append(body)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-
 from harness.process import free_port
+
 from modelmesh.storage import PullError
 from modelmesh.storage.retry import RetryPolicy
 
@@ -91,7 +91,7 @@ async def http_host():
 
 
 async def test_https_with_custom_ca_and_headers(layout, puller, https_host, certs):
-    host, url = https_host
+    _, url = https_host
     layout.write_config("web", {"type": "https", "url": url, "certificate": certs.ca_pem,
                                 "headers": {"Authorization": "Bearer s3cret"}})
     pulled = await puller.pull("p", "private/m.bin", '{"storage_key": "web"}')
@@ -100,7 +100,7 @@ async def test_https_with_custom_ca_and_headers(layout, puller, https_host, cert
 
 
 async def test_header_override_via_dotted_storage_params(layout, puller, https_host, certs):
-    host, url = https_host
+    _, url = https_host
     layout.write_config("web", {"type": "http", "url": url, "certificate": certs.ca_pem,
                                 "headers": {"Authorization": "Bearer wrong"}})
     with pytest.raises(PullError, match=r"HTTP 401 Unauthorized: who are you \(check the storage config"):
@@ -119,7 +119,7 @@ async def test_untrusted_certificate_is_refused(layout, puller, https_host):
 
 
 async def test_client_certificate(layout, puller, mtls_host, certs):
-    host, url = mtls_host
+    _, url = mtls_host
     layout.write_config("nocert", {"type": "http", "url": url, "certificate": certs.ca_pem})
     with pytest.raises(PullError):
         await puller.pull("p", "models/m.bin", '{"storage_key": "nocert"}')

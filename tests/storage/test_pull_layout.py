@@ -8,7 +8,12 @@ import pytest
 
 from modelmesh.storage.errors import PullError, PullInputError
 from modelmesh.storage.paths import (
-    check_model_id, confined_join, disk_size, normalize_prefix, remote_basename, schema_basename,
+    check_model_id,
+    confined_join,
+    disk_size,
+    normalize_prefix,
+    remote_basename,
+    schema_basename,
 )
 from modelmesh.storage.providers.base import RemoteObject, plan_objects
 

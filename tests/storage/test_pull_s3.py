@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 
 import pytest
-
-from storage_helpers import S3Seeder, s3_config
-from harness.process import ManagedProcess, free_port, port_open
 from harness import tools
+from harness.process import ManagedProcess, free_port, port_open
+from storage_helpers import S3Seeder, s3_config
+
 from modelmesh.storage import PullError
 from modelmesh.storage.providers.base import TransferTuning
 from modelmesh.storage.retry import RetryPolicy
@@ -208,9 +208,8 @@ async def test_custom_ca_over_tls(layout, puller, moto_tls, certs):
 
 async def test_outage_mid_download_is_retried(layout, s3_server, s3_seed):
     # Fault injection: a TCP proxy in front of moto drops the connections for a moment.
-    from structlog.testing import capture_logs
-
     from harness.tcp_proxy import TcpProxy
+    from structlog.testing import capture_logs
 
     blob = os.urandom(24 * 1024 * 1024)
     await s3_seed.put("reset-bkt", {"m/weights": blob})

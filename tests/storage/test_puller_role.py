@@ -12,8 +12,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from harness.process import ManagedProcess, free_port, port_open
+
 from modelmesh.protos import model_runtime_pb2 as pb
 from modelmesh.protos import model_runtime_pb2_grpc as pb_grpc
 
@@ -100,7 +100,7 @@ async def test_load_forwards_local_path_and_rewritten_key(rig):
 
 
 async def test_bad_key_is_invalid_argument_and_runtime_not_called(rig):
-    runtime, stub, layout = rig
+    runtime, stub, _ = rig
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await stub.loadModel(pb.LoadModelRequest(modelId="m", modelPath="p", modelKey='{"storage_key": "nope"}'),
                              timeout=10)

@@ -18,10 +18,25 @@ from yarl import URL
 from modelmesh.storage.errors import PullError, PullInputError
 from modelmesh.storage.paths import normalize_prefix
 from modelmesh.storage.providers.azure_auth import (
-    API_VERSION, AzureAccount, EntraToken, account_from_config, shared_key_headers,
+    API_VERSION,
+    AzureAccount,
+    EntraToken,
+    account_from_config,
+    shared_key_headers,
 )
-from modelmesh.storage.providers.base import ObjectDownloader, RemoteObject, TransferTuning, plan_objects
-from modelmesh.storage.providers.rest import TRANSPORT_ERRORS, Sessions, status_error, stream_body, transport_error
+from modelmesh.storage.providers.base import (
+    ObjectDownloader,
+    RemoteObject,
+    TransferTuning,
+    plan_objects,
+)
+from modelmesh.storage.providers.rest import (
+    TRANSPORT_ERRORS,
+    Sessions,
+    status_error,
+    stream_body,
+    transport_error,
+)
 from modelmesh.storage.retry import RetryPolicy, with_retries
 
 
@@ -80,7 +95,7 @@ class AzureProvider:
         async def list_all() -> list[RemoteObject]:
             prefix, out, marker = normalize_prefix(remote_path), [], None
             while True:
-                page, marker = await with_retries(self.retry, f"list {where}", lambda: list_page(prefix, marker))
+                page, marker = await with_retries(self.retry, f"list {where}", lambda m=marker: list_page(prefix, m))
                 out.extend(page)
                 if not marker:
                     return out

@@ -16,7 +16,11 @@ from urllib.parse import parse_qsl, urlsplit
 import aiohttp
 
 from modelmesh.storage.errors import PullError, PullInputError
-from modelmesh.storage.providers.rest import TRANSPORT_ERRORS, status_error, transport_error
+from modelmesh.storage.providers.rest import (
+    TRANSPORT_ERRORS,
+    status_error,
+    transport_error,
+)
 from modelmesh.storage.retry import RetryPolicy, with_retries
 
 API_VERSION = "2021-08-06"

@@ -20,8 +20,19 @@ import aiohttp
 
 from modelmesh.storage.errors import PullError, PullInputError
 from modelmesh.storage.paths import normalize_prefix
-from modelmesh.storage.providers.base import ObjectDownloader, RemoteObject, TransferTuning, plan_objects
-from modelmesh.storage.providers.rest import TRANSPORT_ERRORS, Sessions, status_error, stream_body, transport_error
+from modelmesh.storage.providers.base import (
+    ObjectDownloader,
+    RemoteObject,
+    TransferTuning,
+    plan_objects,
+)
+from modelmesh.storage.providers.rest import (
+    TRANSPORT_ERRORS,
+    Sessions,
+    status_error,
+    stream_body,
+    transport_error,
+)
 from modelmesh.storage.retry import RetryPolicy, with_retries
 
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
@@ -132,7 +143,7 @@ class GcsProvider:
         async def list_all() -> list[RemoteObject]:
             prefix, out, page_token = normalize_prefix(remote_path), [], None
             while True:
-                page = await with_retries(self.retry, f"list {where}", lambda: list_page(prefix, page_token))
+                page = await with_retries(self.retry, f"list {where}", lambda t=page_token: list_page(prefix, t))
                 out.extend(RemoteObject(i["name"], int(i.get("size", 0))) for i in page.get("items") or ())
                 page_token = page.get("nextPageToken")
                 if not page_token:

@@ -13,7 +13,13 @@ from urllib.parse import urlsplit
 
 from modelmesh.storage.errors import PullError, PullInputError
 from modelmesh.storage.providers.base import create_file
-from modelmesh.storage.providers.rest import TRANSPORT_ERRORS, Sessions, status_error, stream_body, transport_error
+from modelmesh.storage.providers.rest import (
+    TRANSPORT_ERRORS,
+    Sessions,
+    status_error,
+    stream_body,
+    transport_error,
+)
 from modelmesh.storage.retry import RetryPolicy, with_retries
 
 

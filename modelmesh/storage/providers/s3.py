@@ -20,7 +20,12 @@ from botocore.config import Config
 from modelmesh.storage.errors import PullError, PullInputError, TransientError
 from modelmesh.storage.paths import normalize_prefix
 from modelmesh.storage.pem_files import PemFiles
-from modelmesh.storage.providers.base import ObjectDownloader, RemoteObject, TransferTuning, plan_objects
+from modelmesh.storage.providers.base import (
+    ObjectDownloader,
+    RemoteObject,
+    TransferTuning,
+    plan_objects,
+)
 from modelmesh.storage.retry import RetryPolicy, with_retries
 
 ConnKey = tuple[str | None, str | None, str | None, str | None, str | None]
@@ -131,6 +136,6 @@ async def _errors(where: str) -> AsyncIterator[None]:
         raise PullInputError(f"{where}: no credentials in the storage config") from None
     except botocore.exceptions.SSLError as e:
         raise PullError(f"{where}: TLS error: {e}") from None
-    except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError,
-            aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as e:
+    except (TimeoutError, botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError,
+            aiohttp.ClientError, ConnectionError) as e:
         raise TransientError(f"{where}: {type(e).__name__}: {e}") from None
