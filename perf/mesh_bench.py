@@ -22,7 +22,6 @@ import multiprocessing as mp
 import os
 import platform
 import struct
-import subprocess
 import sys
 import tempfile
 import time

@@ -14,6 +14,17 @@ from pathlib import Path
 import orjson
 
 DEFAULT_KEY = "_default"
+
+
+def inline_or_file(inline: str, path: str) -> str | bytes:
+    """A JSON setting given inline (MM_X) or as a file (MM_X_PATH; a missing file = empty,
+    as a not-yet-written ConfigMap key is)."""
+    if inline:
+        return inline
+    if path:
+        p = Path(path)
+        return p.read_bytes() if p.exists() else ""
+    return ""
 # The controller recognises this phrasing (NoSupportingRuntime / RuntimeNotRecognized reasons).
 NO_INSTANCE_MESSAGE = "There are no running instances that meet the label requirements of type {type}: [{labels}]"
 
@@ -47,12 +58,7 @@ class TypeConstraints:
 
     @classmethod
     def load(cls, inline: str = "", path: str = "") -> "TypeConstraints":
-        if inline:
-            return cls.parse(inline)
-        if path:
-            p = Path(path)
-            return cls.parse(p.read_bytes()) if p.exists() else cls()
-        return cls()
+        return cls.parse(inline_or_file(inline, path))
 
     @property
     def configured(self) -> bool:

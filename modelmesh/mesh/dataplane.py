@@ -4,9 +4,10 @@ lives in the request, and whether other methods may pass."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import orjson
+
+from modelmesh.mesh.constraints import inline_or_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +42,7 @@ class DataPlaneConfig:
 
     @classmethod
     def load(cls, inline: str = "", path: str = "") -> "DataPlaneConfig":
-        if inline:
-            return cls.parse(inline)
-        if path:
-            p = Path(path)
-            return cls.parse(p.read_bytes()) if p.exists() else cls()
-        return cls()
+        return cls.parse(inline_or_file(inline, path))
 
     def for_method(self, method: str) -> RpcConfig | None:
         """`method` as gRPC names it: `/pkg.Service/Method`."""

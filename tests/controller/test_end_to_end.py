@@ -10,20 +10,19 @@ import asyncio
 import base64
 import json
 import os
-import struct
 import sys
 import urllib.request
 
 import pytest
 from conftest import StatusHistory, ensure_namespace, eventually, isvc_state, runtime_doc, start_controller
-from harness.models import IRIS_SAMPLES
+from harness.models import IRIS_SAMPLES, iris_request
+from harness.models import iris_classes as classes
 from harness.pod import RuntimePod
 from harness.process import ManagedProcess, free_port, port_open
 from harness.s3_models import STORAGE_KEY
 
 from modelmesh.apps.controller import open_mesh_store
 from modelmesh.controller.kube import CONFIG_MAP, DEPLOYMENT, INFERENCE_SERVICE
-from modelmesh.protos import grpc_predict_v2_pb2 as v2
 from modelmesh.protos import model_mesh_pb2 as mm
 from modelmesh.protos.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from modelmesh.protos.model_mesh_pb2_grpc import ModelMeshStub
@@ -38,20 +37,6 @@ def isvc(name: str, path: str) -> dict:
                          "annotations": {"serving.kserve.io/deploymentMode": "ModelMesh"}},
             "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"},
                                              "storage": {"key": STORAGE_KEY, "path": path}}}}}
-
-
-def iris_request(name: str) -> v2.ModelInferRequest:
-    rows = [x for x, _ in IRIS_SAMPLES]
-    req = v2.ModelInferRequest(model_name=name)
-    t = req.inputs.add(name="input-0", datatype="FP64", shape=[len(rows), 4])
-    t.contents.fp64_contents.extend(v for row in rows for v in row)
-    return req
-
-
-def classes(resp: v2.ModelInferResponse) -> list[int]:
-    if resp.raw_output_contents:
-        return list(struct.unpack(f"<{len(IRIS_SAMPLES)}q", resp.raw_output_contents[0]))
-    return list(resp.outputs[0].contents.int64_contents)
 
 
 def rest_infer(port: int, name: str) -> tuple[int, dict]:

@@ -64,3 +64,23 @@ def triton_python_doubler(repo: Path, name: str) -> Path:
     (model_dir / "1" / "model.py").write_text(_DOUBLER)
     (model_dir / "config.pbtxt").write_text(_DOUBLER_CONFIG)
     return model_dir
+
+
+def iris_request(name: str):
+    """A V2 ModelInferRequest classifying IRIS_SAMPLES (FP64, shape [n, 4])."""
+    from modelmesh.protos import grpc_predict_v2_pb2 as v2
+
+    rows = [x for x, _ in IRIS_SAMPLES]
+    req = v2.ModelInferRequest(model_name=name)
+    t = req.inputs.add(name="input-0", datatype="FP64", shape=[len(rows), 4])
+    t.contents.fp64_contents.extend(v for row in rows for v in row)
+    return req
+
+
+def iris_classes(resp) -> list[int]:
+    """The predicted classes in a ModelInferResponse (raw or typed contents)."""
+    import struct
+
+    if resp.raw_output_contents:
+        return list(struct.unpack(f"<{len(IRIS_SAMPLES)}q", resp.raw_output_contents[0]))
+    return list(resp.outputs[0].contents.int64_contents)

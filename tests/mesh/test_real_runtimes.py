@@ -6,7 +6,8 @@ import struct
 import grpc
 import pytest
 
-from harness.models import IRIS_SAMPLES
+from harness.models import IRIS_SAMPLES, iris_request
+from harness.models import iris_classes as classes
 from harness.pod import RuntimePod
 from harness.s3_models import s3_key
 from modelmesh.protos import grpc_predict_v2_pb2 as v2
@@ -32,22 +33,8 @@ def pods(tmp_path, etcd, storage_config_dir):
         pod.stop()
 
 
-def iris_request(name: str) -> v2.ModelInferRequest:
-    rows = [x for x, _ in IRIS_SAMPLES]
-    req = v2.ModelInferRequest(model_name=name)
-    t = req.inputs.add(name="input-0", datatype="FP64", shape=[len(rows), 4])
-    t.contents.fp64_contents.extend(v for row in rows for v in row)
-    return req
-
-
-def classes(resp: v2.ModelInferResponse) -> list[int]:
-    if resp.raw_output_contents:
-        return list(struct.unpack(f"<{len(IRIS_SAMPLES)}q", resp.raw_output_contents[0]))
-    return list(resp.outputs[0].contents.int64_contents)
-
-
 async def test_mlserver_and_triton_pods_serve_models_from_s3(pods, s3_models):
-    ml = pods("pod-mlserver", "mlserver", "mt:sklearn")
+    pods("pod-mlserver", "mlserver", "mt:sklearn")
     tri = pods("pod-triton", "triton", "mt:python")
     async with grpc.aio.insecure_channel(tri.mesh.target) as ch:  # enter through the *other* pod
         mesh, infer = ModelMeshStub(ch), GRPCInferenceServiceStub(ch)

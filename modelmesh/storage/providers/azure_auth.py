@@ -3,25 +3,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
-import time
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import aiohttp
 
-from modelmesh.storage.errors import PullError, PullInputError
+from modelmesh.storage.errors import PullInputError
 from modelmesh.storage.providers.rest import (
-    TRANSPORT_ERRORS,
-    status_error,
-    transport_error,
+    CachedOAuthToken,
 )
-from modelmesh.storage.retry import RetryPolicy, with_retries
 
 API_VERSION = "2021-08-06"
 # Azurite's well-known development account (documented by Microsoft; not a secret).
@@ -117,38 +111,15 @@ def shared_key_headers(account: AzureAccount, method: str, url: str, headers: di
     return out
 
 
-class EntraToken:
+class EntraToken(CachedOAuthToken):
     """Client-credentials token for Azure Storage, refreshed 5 minutes before expiry."""
 
     def __init__(self, account: AzureAccount) -> None:
+        super().__init__(f"{account.authority}/{account.tenant_id}/oauth2/v2.0/token")
         self.account = account
-        self._token: str | None = None
-        self._expires_at = 0.0
-        self._lock = asyncio.Lock()
 
-    async def token(self, session: aiohttp.ClientSession, retry: RetryPolicy) -> str:
-        async with self._lock:
-            if self._token and time.time() < self._expires_at - 300:
-                return self._token
-            a = self.account
-            url = f"{a.authority}/{a.tenant_id}/oauth2/v2.0/token"
-            where = f"token request to {url}"
+    def grant_form(self) -> dict[str, str]:
+        a = self.account
+        return {"grant_type": "client_credentials", "client_id": a.client_id, "client_secret": a.client_secret,
+                "scope": STORAGE_SCOPE}
 
-            async def exchange() -> dict[str, Any]:
-                form = {"grant_type": "client_credentials", "client_id": a.client_id,
-                        "client_secret": a.client_secret, "scope": STORAGE_SCOPE}
-                try:
-                    async with session.post(url, data=form) as resp:
-                        if resp.status != 200:
-                            raise status_error(resp.status, resp.reason or "", where, (await resp.text())[:200])
-                        return await resp.json(content_type=None)
-                except TRANSPORT_ERRORS as e:
-                    raise transport_error(e, where) from None
-
-            reply = await with_retries(retry, where, exchange)
-            token = reply.get("access_token")
-            if not isinstance(token, str):
-                raise PullError(f"{where}: no access_token in the reply")
-            self._token = token
-            self._expires_at = time.time() + float(reply.get("expires_in", 3600))
-            return token

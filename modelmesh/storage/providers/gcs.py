@@ -10,15 +10,13 @@ ranged GET) plus the service-account token exchange are all a puller needs.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 
-from modelmesh.storage.errors import PullError, PullInputError
+from modelmesh.storage.errors import PullInputError
 from modelmesh.storage.paths import normalize_prefix
 from modelmesh.storage.providers.base import (
     ObjectDownloader,
@@ -27,6 +25,7 @@ from modelmesh.storage.providers.base import (
     plan_objects,
 )
 from modelmesh.storage.providers.rest import (
+    CachedOAuthToken,
     TRANSPORT_ERRORS,
     Sessions,
     status_error,
@@ -40,42 +39,18 @@ DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
 READ_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
 
 
-class ServiceAccountToken:
+class ServiceAccountToken(CachedOAuthToken):
     """OAuth2 access token for a service account (JWT bearer grant), refreshed before expiry."""
 
     def __init__(self, client_email: str, private_key: str, token_uri: str, key_id: str | None) -> None:
+        super().__init__(token_uri)
         self.client_email = client_email
         self.token_uri = token_uri
         self.key_id = key_id
         self._key = _load_private_key(private_key)
-        self._token: str | None = None
-        self._expires_at = 0.0
-        self._lock = asyncio.Lock()
 
-    async def token(self, session: aiohttp.ClientSession, retry: RetryPolicy) -> str:
-        async with self._lock:
-            if self._token and time.time() < self._expires_at - 300:
-                return self._token
-            where = f"token request to {self.token_uri}"
-
-            async def exchange() -> dict[str, Any]:
-                form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": self._jwt()}
-                try:
-                    async with session.post(self.token_uri, data=form) as resp:
-                        if resp.status != 200:
-                            body = (await resp.text())[:200]
-                            raise status_error(resp.status, resp.reason or "", where, body)
-                        return await resp.json(content_type=None)
-                except TRANSPORT_ERRORS as e:
-                    raise transport_error(e, where) from None
-
-            reply = await with_retries(retry, where, exchange)
-            token = reply.get("access_token")
-            if not isinstance(token, str):
-                raise PullError(f"{where}: no access_token in the reply")
-            self._token = token
-            self._expires_at = time.time() + float(reply.get("expires_in", 3600))
-            return token
+    def grant_form(self) -> dict[str, str]:
+        return {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": self._jwt()}
 
     def _jwt(self) -> str:
         from modelmesh.storage.providers.jwt import rs256_jwt

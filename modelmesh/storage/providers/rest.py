@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
 
 from modelmesh.storage.errors import PullError, TransientError
 from modelmesh.storage.pem_files import PemFiles
+from modelmesh.storage.retry import with_retries
 
 TlsKey = tuple[str | None, str | None, str | None]  # (CA PEM, client cert PEM, client key PEM)
 
@@ -92,3 +94,41 @@ async def write_stream(fd: int, chunks: AsyncIterator[bytes]) -> int:
         os.pwrite(fd, chunk, offset)
         offset += len(chunk)
     return offset
+
+
+class CachedOAuthToken:
+    """An OAuth2 access token from a token endpoint, cached until 5 minutes before it
+    expires. Subclasses say what to post (`grant_form`): a JWT bearer grant (GCS service
+    accounts) or client credentials (Azure Entra ID)."""
+
+    def __init__(self, token_url: str) -> None:
+        self.token_url = token_url
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def grant_form(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    async def token(self, session: aiohttp.ClientSession, retry) -> str:
+        async with self._lock:
+            if self._token and time.time() < self._expires_at - 300:
+                return self._token
+            where = f"token request to {self.token_url}"
+
+            async def exchange() -> dict:
+                try:
+                    async with session.post(self.token_url, data=self.grant_form()) as resp:
+                        if resp.status != 200:
+                            raise status_error(resp.status, resp.reason or "", where, (await resp.text())[:200])
+                        return await resp.json(content_type=None)
+                except TRANSPORT_ERRORS as e:
+                    raise transport_error(e, where) from None
+
+            reply = await with_retries(retry, where, exchange)
+            token = reply.get("access_token")
+            if not isinstance(token, str):
+                raise PullError(f"{where}: no access_token in the reply")
+            self._token = token
+            self._expires_at = time.time() + float(reply.get("expires_in", 3600))
+            return token
