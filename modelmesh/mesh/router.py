@@ -187,27 +187,45 @@ class Router:
             raise ModelNotFound(f"Model {model_id} not found")
         self.requests_by_model[model_id] = self.requests_by_model.get(model_id, 0) + 1
         tried: set[str] = set()
+        runtime_down: RuntimeDown | None = None
         for _ in range(8):
             copy = self.cache.get(model_id)
-            if copy is not None and copy.state is CopyState.LOADED:
-                return await self._call_local(copy, record, method, data, metadata, timeout)
-            if internal or (copy is not None and copy.state is CopyState.LOADING):
-                copy = await self._load_here(model_id, record)
-                return await self._call_local(copy, record, method, data, metadata, timeout)
+            local = self.instance_id not in tried and copy is not None and (
+                copy.state is CopyState.LOADED or internal or copy.state is CopyState.LOADING)
+            if local or (internal and self.instance_id not in tried):
+                try:
+                    if copy is None or copy.state is not CopyState.LOADED:
+                        copy = await self._load_here(model_id, record)
+                    return await self._call_local(copy, record, method, data, metadata, timeout)
+                except RuntimeDown as e:
+                    if internal:
+                        raise
+                    # Our runtime is down: serve from a copy elsewhere if there is one.
+                    runtime_down = e
+                    tried.add(self.instance_id)
+                    continue
             live = self.instances.items()
-            holders = [i for i in record.instance_ids if i in live and i != self.instance_id and i not in tried
-                       and not live[i].shutting_down]
-            if not holders:
-                holders = [i for i in record.loading_in if i in live and i != self.instance_id and i not in tried]
+            holders = self._remote_holders(record, live, tried)
+            if not holders and not tried:
+                # A miss by our view: re-read the record before loading (another instance may
+                # have just loaded it), so a watch lag does not cost a second copy.
+                record = await self.models.read(model_id) or record
+                holders = self._remote_holders(record, live, tried)
             if holders:
                 peer = min(holders, key=lambda i: self._peer_inflight.get(i, 0))
                 try:
                     return await self._call_peer(peer, live[peer], method, data, metadata, timeout, model_id)
-                except _PeerFailed:
+                except _PeerFailed as e:
+                    runtime_down = e.down or runtime_down
                     tried.add(peer)
                     record = self.models.get(model_id) or record
                     continue
-            target = self._place(record, tried)
+            try:
+                target = self._place(record, tried)
+            except MeshError:
+                if runtime_down is not None:
+                    raise runtime_down from None
+                raise
             if target == self.instance_id:
                 try:
                     copy = await self._load_here(model_id, record)
@@ -218,10 +236,18 @@ class Router:
                 return await self._call_local(copy, record, method, data, metadata, timeout)
             try:
                 return await self._call_peer(target, live[target], method, data, metadata, timeout, model_id)
-            except _PeerFailed:
+            except _PeerFailed as e:
+                runtime_down = e.down or runtime_down
                 tried.add(target)
                 record = self.models.get(model_id) or record
+        if runtime_down is not None:
+            raise runtime_down
         raise self._final_failure(record, model_id)
+
+    def _remote_holders(self, record: ModelRecord, live: dict[str, InstanceRecord], tried: set[str]) -> list[str]:
+        holders = [i for i in record.instance_ids if i in live and i != self.instance_id and i not in tried
+                   and not live[i].shutting_down]
+        return holders or [i for i in record.loading_in if i in live and i != self.instance_id and i not in tried]
 
     def _place(self, record: ModelRecord, tried: set[str]) -> str:
         failures = record.live_failures(now_ms(), self.config.load_failure_expiry_ms)
@@ -289,10 +315,13 @@ class Router:
         except grpc.aio.AioRpcError as e:
             trailing = e.trailing_metadata() or ()
             if any(k == LOAD_FAILED for k, _ in trailing):
-                raise _PeerFailed() from None
-            if e.code() is grpc.StatusCode.UNAVAILABLE and "ModelRuntime" not in (e.details() or ""):
-                log.warning("peer unreachable", peer=peer_id, error=e.details())
-                raise _PeerFailed() from None
+                raise _PeerFailed(None) from None
+            details = e.details() or ""
+            if e.code() is grpc.StatusCode.UNAVAILABLE or details.startswith("ModelRuntime UNAVAILABLE"):
+                # The peer, or the runtime behind it, is down: another copy may serve.
+                log.warning("peer could not serve", peer=peer_id, error=details)
+                raise _PeerFailed(RuntimeDown(details if details.startswith("ModelRuntime") else
+                                              f"ModelRuntime UNAVAILABLE: peer {peer_id}: {details}")) from None
             raise
         finally:
             self._peer_inflight[peer_id] -= 1
@@ -319,3 +348,7 @@ class Router:
 
 class _PeerFailed(Exception):
     """The peer could not serve (unreachable, or its load failed): try elsewhere."""
+
+    def __init__(self, down: RuntimeDown | None) -> None:
+        super().__init__()
+        self.down = down

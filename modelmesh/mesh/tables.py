@@ -231,6 +231,15 @@ class Table(Generic[R]):
             return None
         return self._decode(kv.value) if kv is not None else None
 
+    async def read(self, id: str) -> R | None:
+        """The record as the store has it now (the view may lag by a watch event). For
+        decisions off the hot path, such as where to load on a cache miss."""
+        try:
+            kv = await self.store.get(self._key(id))
+        except Exception:  # noqa: BLE001 - store down: the view is all we know
+            return self.get(id)
+        return self._decode(kv.value) if kv is not None else None
+
     async def refresh(self, id: str) -> None:
         """After losing a create race: wait until the view shows the winner's record."""
         kv = await self.store.get(self._key(id))

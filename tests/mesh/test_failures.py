@@ -106,3 +106,33 @@ async def test_runtime_that_lost_a_model_gets_it_reloaded(etcd, nodes, client_fo
     resp = await c.infer("amnesia")
     assert resp.model_name == "amnesia"
     assert (await node.runtime.loaded())["loads"] == 2
+
+
+async def test_runtime_down_is_served_elsewhere_or_reported(etcd, nodes, client_for):
+    a, b = nodes(etcd, "rd-a"), nodes(etcd, "rd-b")
+    ca = client_for(a)
+    await ca.mesh.registerModel(pb.RegisterModelRequest(modelId="rd", modelInfo=model_info()))
+    assert (await ca.infer("rd")).parameters["runtime"].string_param == "rd-a"  # local preference
+    a.runtime.proc.kill()  # a's model server dies; its mesh instance lives on
+    resp = await ca.infer("rd")  # served by a copy loaded on b
+    assert resp.parameters["runtime"].string_param == "rd-b"
+    b.runtime.proc.kill()
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await ca.infer("rd")
+    assert e.value.code() == grpc.StatusCode.INTERNAL
+    assert e.value.details().startswith("ModelRuntime UNAVAILABLE")
+
+
+async def test_deadline_propagates_to_the_runtime(etcd, nodes, client_for):
+    node = nodes(etcd, "dl")
+    c = client_for(node)
+    await c.mesh.registerModel(pb.RegisterModelRequest(modelId="slow", modelInfo=model_info(infer_ms=3000)))
+    await c.infer("slow")  # loaded (3 s)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await c.infer("slow", timeout=0.5)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert asyncio.get_running_loop().time() - started < 2.5
+    # The mesh stays healthy for the next request.
+    await c.mesh.registerModel(pb.RegisterModelRequest(modelId="fast", modelInfo=model_info()))
+    assert (await c.infer("fast")).model_name == "fast"

@@ -99,3 +99,41 @@ async def test_metrics_count_every_external_call(etcd, nodes, client_for):
                  "modelmesh_request_size_bytes", "modelmesh_response_size_bytes", "modelmesh_loadmodel_failure",
                  "modelmesh_age_at_eviction_milliseconds", "modelmesh_instance_lru_age_seconds"):
         assert name in families, name
+
+
+def _etcd_calls(etcd) -> dict[str, float]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{etcd.endpoint}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    calls: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "grpc_server_handled":
+            for s in family.samples:
+                if s.labels.get("grpc_service") == "etcdserverpb.KV":
+                    calls[s.labels["grpc_method"]] = calls.get(s.labels["grpc_method"], 0) + s.value
+    return calls
+
+
+async def test_hits_never_touch_etcd(tmp_path, nodes, client_for):
+    from harness.services import EtcdServer
+
+    etcd = EtcdServer(tmp_path / "etcd").start()  # our own: nothing else talks to it
+    try:
+        a, b = nodes(etcd, "hot-path-a"), nodes(etcd, "hot-path-b")
+        ca, cb = client_for(a), client_for(b)
+        await ca.mesh.registerModel(pb.RegisterModelRequest(modelId="hp", modelInfo=model_info()))
+        await ca.infer("hp")
+        await cb.infer("hp")  # b learns where the copy is
+        before = _etcd_calls(etcd)
+        for _ in range(100):
+            await ca.infer("hp")  # local hit
+            await cb.infer("hp")  # forwarded to a's copy
+        after = _etcd_calls(etcd)
+        reads = after.get("Range", 0) - before.get("Range", 0)
+        writes = after.get("Txn", 0) + after.get("Put", 0) - before.get("Txn", 0) - before.get("Put", 0)
+        # 200 requests; the only KV traffic is each instance's periodic upkeep (about 1/s).
+        assert reads <= 5, reads
+        assert writes <= 20, writes
+    finally:
+        etcd.stop()
