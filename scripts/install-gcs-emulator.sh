@@ -11,6 +11,6 @@ command -v "$PY" >/dev/null || PY=python3
 step "creating gcp-storage-emulator $VERSION venv in $VENV"
 rm -rf "$VENV"
 "$PY" -m venv "$VENV" || die "could not create a venv with $PY" "apt-get install -y python3-venv"
-"$VENV/bin/pip" install -q "gcp-storage-emulator==$VERSION" >/dev/null \
+"$VENV/bin/pip" install -q "gcp-storage-emulator==$VERSION" >"$CACHE_DIR/gcs-emulator-install.log" 2>&1 \
   || { rm -rf "$VENV"; die "pip install gcp-storage-emulator==$VERSION failed" "check access to PyPI and rerun make deps"; }
 echo "$BIN"

@@ -9,7 +9,7 @@ command -v "$PY" >/dev/null || PY=python3
 step "creating MLServer 1.7.1 venv in $VENV"
 rm -rf "$VENV"
 "$PY" -m venv "$VENV" || die "could not create a venv with $PY" "apt-get install -y python3-venv"
-"$VENV/bin/pip" install -q --upgrade pip >/dev/null
-"$VENV/bin/pip" install -q "mlserver==1.7.1" "mlserver-sklearn==1.7.1" \
-  || { rm -rf "$VENV"; die "pip install mlserver==1.7.1 mlserver-sklearn==1.7.1 failed" "check access to PyPI and rerun make test"; }
+LOG="$CACHE_DIR/mlserver-install.log"
+{ "$VENV/bin/pip" install --upgrade pip && "$VENV/bin/pip" install "mlserver==1.7.1" "mlserver-sklearn==1.7.1"; } >"$LOG" 2>&1 \
+  || { tail -20 "$LOG" >&2; rm -rf "$VENV"; die "pip install mlserver==1.7.1 mlserver-sklearn==1.7.1 failed (log: $LOG)" "check access to PyPI and rerun make test"; }
 echo "$VENV"

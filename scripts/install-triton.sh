@@ -12,8 +12,9 @@ apt_ensure python3.11-venv libpython3.11
 step "creating pytriton venv (Triton 2.51 binary) in $VENV"
 rm -rf "$VENV" "$DEST"
 /usr/bin/python3.11 -m venv "$VENV" || die "venv from /usr/bin/python3.11 failed" "apt-get install -y python3.11-venv"
-"$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-"$VENV/bin/pip" install -q "nvidia-pytriton==0.7.0" 2>&1 | grep -v '^WARNING: Location' || true
+LOG="$CACHE_DIR/triton-install.log"
+{ "$VENV/bin/pip" install --upgrade pip && "$VENV/bin/pip" install "nvidia-pytriton==0.7.0"; } >"$LOG" 2>&1 \
+  || { tail -20 "$LOG" >&2; rm -rf "$VENV"; die "pip install nvidia-pytriton==0.7.0 failed (log: $LOG)" "check access to PyPI and rerun make test"; }
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 [ -x "$SITE/pytriton/tritonserver/bin/tritonserver" ] || { rm -rf "$VENV"; die "nvidia-pytriton==0.7.0 did not install a tritonserver binary" "pip install nvidia-pytriton==0.7.0 into a /usr/bin/python3.11 venv"; }
 mkdir -p "$DEST"
