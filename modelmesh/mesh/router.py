@@ -116,6 +116,7 @@ class Router:
             if len(ids) == 1:
                 model_id = await self._resolve(*ids[0])
                 response = await self._invoke(model_id, method, data, passthrough, timeout, internal)
+                # Costs one more gRPC op (~0.1 ms CPU) than a bare hop; clients rely on it.
                 await context.send_initial_metadata(((MODEL_ID, model_id),))
             else:
                 response = await self._invoke_many(ids, method, data, passthrough, timeout, internal)

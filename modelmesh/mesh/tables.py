@@ -92,6 +92,10 @@ class Table(Generic[R]):
         self._decode = decode
         self.view: WatchedPrefix[R] = WatchedPrefix(store, prefix, lambda _id, raw: decode(raw), name=name)
         self._snapshot: dict[str, R] | None = None
+        # Our own writes the view has not shown yet: id -> (record, mod revision). Readers in
+        # this process see a write as soon as it is acknowledged, without waiting for the
+        # watch to echo it.
+        self._recent: dict[str, tuple[R, int]] = {}
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._any_waiters: set[asyncio.Event] = set()
         self.view.on_change(self._changed)
@@ -110,7 +114,27 @@ class Table(Generic[R]):
     # --- reads (in memory) ----------------------------------------------------------------
 
     def get(self, id: str) -> R | None:
+        if self._recent:
+            mine = self._recent.get(id)
+            if mine is not None:
+                entry = self.view.entry(id)
+                if entry is None or entry.mod_revision < mine[1]:
+                    return mine[0]
+                del self._recent[id]
         return self.view.get(id)
+
+    def _entry(self, id: str) -> tuple[R, int] | None:
+        """(record, mod revision) as get() sees it: the CAS token for the next update."""
+        mine = self._recent.get(id)
+        entry = self.view.entry(id)
+        if mine is not None and (entry is None or entry.mod_revision < mine[1]):
+            return mine
+        return (entry.value, entry.mod_revision) if entry is not None else None
+
+    def _remember(self, id: str, record: R, revision: int) -> None:
+        self._recent[id] = (record, revision)
+        for ev in self._waiters.get(id, ()):
+            ev.set()
 
     def __len__(self) -> int:
         return len(self.view)
@@ -126,7 +150,12 @@ class Table(Generic[R]):
 
     def _changed(self, changes: list[Change[R]]) -> None:
         self._snapshot = None
+        recent = self._recent
         for c in changes:
+            if recent:
+                mine = recent.get(c.id)
+                if mine is not None and c.mod_revision >= mine[1]:
+                    del recent[c.id]
             for ev in self._waiters.get(c.id, ()):
                 ev.set()
         for ev in self._any_waiters:
@@ -184,9 +213,9 @@ class Table(Generic[R]):
         """Apply `change(current)` atomically. `change` returns the new record, the same
         object for no change, or None for no write (e.g. the record is gone); the result is
         what the table holds afterwards (None when nothing was written)."""
-        entry = self.view.entry(id)
+        entry = self._entry(id)
         if entry is not None:
-            current, revision = entry.value, entry.mod_revision
+            current, revision = entry
         else:  # not in the view yet (just written elsewhere?): one read to be sure
             kv = await self.store.get(self._key(id))
             current, revision = (self._decode(kv.value), kv.mod_revision) if kv else (None, 0)
@@ -198,7 +227,7 @@ class Table(Generic[R]):
                 return current
             ok, kv = await self._cas.compare_and_swap(self._key(id), revision, new.to_json(), lease)
             if ok:
-                await self._echo(kv.mod_revision)
+                self._remember(id, new, kv.mod_revision)
                 return new
             current, revision = (self._decode(kv.value), kv.mod_revision) if kv else (None, 0)
         raise MeshError(f"too much contention updating {self.name}/{id}")
@@ -206,7 +235,7 @@ class Table(Generic[R]):
     async def create(self, id: str, record: R, lease: Lease | None = None) -> bool:
         ok, kv = await self._cas.compare_and_swap(self._key(id), 0, record.to_json(), lease)
         if ok:
-            await self._echo(kv.mod_revision)
+            self._remember(id, record, kv.mod_revision)
         return ok
 
     async def put(self, id: str, record: R, lease: Lease | None = None) -> None:
@@ -214,6 +243,7 @@ class Table(Generic[R]):
         await self._echo(revision)
 
     async def delete(self, id: str) -> bool:
+        self._recent.pop(id, None)
         existed = await self.store.delete(self._key(id))
         if existed:
             await self.wait_for(id, lambda r: r is None, ECHO_TIMEOUT_S)
