@@ -84,6 +84,13 @@ class MeshSettings(LogSettings):
     )
     log_each_invoke: bool = setting("MM_LOG_EACH_INVOKE", False, "log every inference call", parse=parse_bool)
     payload_processors: str = setting("MM_PAYLOAD_PROCESSORS", "", "payload processor URIs, space separated")
+    lease_ttl_s: int = setting("MM_LEASE_TTL_SECS", 10, "instance lease TTL (ours)", check=positive)
+    runtime_poll_s: float = setting("MM_RUNTIME_POLL_SECS", 2.0, "runtimeStatus poll period at start (ours)",
+                                    check=positive)
+    runtime_startup_timeout_s: float = setting(
+        "MM_RUNTIME_STARTUP_TIMEOUT_SECS", 180.0, "how long to wait for the runtime to be READY (ours)", check=positive)
+    reap_delay_ms: int = setting(
+        "MM_REAP_DELAY_MS", 600000, "departed instances stay in model records this long (ours)", check=non_negative)
     tls_key_cert_path: str = setting("MM_TLS_KEY_CERT_PATH", "", "TLS certificate (PEM) of the external port")
     tls_private_key_path: str = setting("MM_TLS_PRIVATE_KEY_PATH", "", "TLS private key (PEM)")
     tls_client_auth: str = setting("MM_TLS_CLIENT_AUTH", "", "none | optional | require")

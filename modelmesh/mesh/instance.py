@@ -4,7 +4,6 @@ and the gRPC servers, and owns the instance's lifecycle (join, publish, hand-off
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import grpc
@@ -13,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from modelmesh import __version__
 from modelmesh.config.mesh import MeshSettings
 from modelmesh.kv import KVStore, Lease, mesh_key_prefix, open_store
-from modelmesh.mesh.cache import LocalCache, now_ms
+from modelmesh.mesh.cache import CopyState, LocalCache, now_ms
 from modelmesh.mesh.channels import PeerChannels, RawChannel
 from modelmesh.mesh.constraints import TypeConstraints
 from modelmesh.mesh.dataplane import DataPlaneConfig
@@ -34,9 +33,6 @@ from modelmesh.protos import model_mesh_pb2 as pb
 
 log = get_logger("modelmesh.mesh")
 
-LEASE_TTL_S = int(os.environ.get("MM_LEASE_TTL_SECS", "10"))
-RUNTIME_POLL_S = float(os.environ.get("MM_RUNTIME_POLL_SECS", "2"))
-RUNTIME_STARTUP_TIMEOUT_S = float(os.environ.get("MM_RUNTIME_STARTUP_TIMEOUT_SECS", "180"))
 HANDOFF_RECENT_MS = 3600 * 1000  # on shutdown, models used in the last hour are handed off
 
 
@@ -74,7 +70,7 @@ class MeshInstance:
             await table.start(timeout_s=60)
 
         self.runtime = RuntimeClient(runtime_target(s.runtime_grpc_port, s.runtime_grpc_socket), s.max_msg_size)
-        status = await self.runtime.wait_ready(RUNTIME_POLL_S, RUNTIME_STARTUP_TIMEOUT_S)
+        status = await self.runtime.wait_ready(s.runtime_poll_s, s.runtime_startup_timeout_s)
         self.runtime_status = status
         serving = runtime_target(s.serving_grpc_port or s.runtime_grpc_port,
                                  s.serving_grpc_socket or (s.runtime_grpc_socket if not s.serving_grpc_port else ""))
@@ -119,7 +115,7 @@ class MeshInstance:
         await internal.start()
         self._servers = [internal]
 
-        self.lease = await self.store.grant_lease(LEASE_TTL_S, on_lost=self._lease_lost)
+        self.lease = await self.store.grant_lease(self.settings.lease_ttl_s, on_lost=self._lease_lost)
         await self.publish()
         await external.start()
         self._servers.append(external)
@@ -165,7 +161,7 @@ class MeshInstance:
         delay = 0.2
         while not self.shutting_down:
             try:
-                self.lease = await self.store.grant_lease(LEASE_TTL_S, on_lost=self._lease_lost)
+                self.lease = await self.store.grant_lease(self.settings.lease_ttl_s, on_lost=self._lease_lost)
                 await self.instances.put(self.id, self.instance_record(), self.lease)
                 await self.janitor.reconcile_own_copies()
                 log.info("instance re-joined", instance=self.id)
@@ -181,11 +177,11 @@ class MeshInstance:
         for c in changes:
             if c.new is None:  # unregistered: drop our copy
                 copy = self.cache.get(c.id)
-                if copy is not None and copy.state.value != "unloading":
+                if copy is not None and copy.state is not CopyState.UNLOADING:
                     self._spawn(self._unload_quietly(copy, "unregistered"))
 
     async def _unload_quietly(self, copy, reason: str) -> None:
-        if copy.state.value == "loading":
+        if copy.state is CopyState.LOADING:
             try:
                 await asyncio.shield(copy.ready)
             except Exception:  # noqa: BLE001 - a failed load leaves nothing to unload

@@ -5,7 +5,6 @@ instances that are gone."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import TYPE_CHECKING
 
@@ -21,7 +20,6 @@ log = get_logger("modelmesh.mesh.janitor")
 
 PUBLISH_INTERVAL_S = 1.0
 STALE_LOAD_CLAIM_MS = 30_000  # a load claimed for this instance that never started
-REAP_DELAY_MS = int(os.environ.get("MM_REAP_DELAY_MS", str(10 * 60 * 1000)))
 
 
 class Janitor:
@@ -161,7 +159,7 @@ class Janitor:
             for iid in (*record.instance_ids, *record.loading_in):
                 if iid not in live:
                     since = self._dead_since.setdefault(iid, now)
-                    if now - since >= REAP_DELAY_MS:
+                    if now - since >= mesh.settings.reap_delay_ms:
                         gone.add(iid)
         for iid in list(self._dead_since):
             if iid in live:
