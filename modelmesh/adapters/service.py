@@ -33,7 +33,7 @@ def limits_from(settings: AdapterSettings) -> RuntimeLimits:
         loading_concurrency=settings.loading_concurrency,
         loading_timeout_ms=settings.loadtime_timeout_ms,
         default_model_size=settings.default_model_size,
-        size_multiplier=settings.modelsize_multiplier,
+        size_multiplier=settings.size_multiplier,
         runtime_version=settings.runtime_version,
         limit_per_model_concurrency=settings.limit_per_model_concurrency,
     )

@@ -200,5 +200,5 @@ def make_driver(settings: AdapterSettings) -> TorchServeDriver:
         os.path.join(settings.root_model_dir, LAYOUT_DIR),
         initial_workers=max(1, settings.limit_per_model_concurrency),
         batch_size=settings.request_batch_size, max_batch_delay=settings.max_batch_delay_secs,
-        size_multiplier=settings.modelsize_multiplier,
+        size_multiplier=settings.size_multiplier,
     )

@@ -26,8 +26,9 @@ class AdapterSettings(LogSettings):
     loading_concurrency: int = setting("LOADING_CONCURRENCY", 1, "concurrent loads", check=positive)
     loadtime_timeout_ms: int = setting("LOADTIME_TIMEOUT", 30000, "model load timeout (ms)", check=positive)
     default_model_size: int = setting("DEFAULT_MODELSIZE", 1000000, "size assumed when unknown (bytes)", check=positive)
-    modelsize_multiplier: float = setting(
-        "MODELSIZE_MULTIPLIER", 1.25, "memory per byte of model on disk", check=positive
+    modelsize_multiplier: float | None = setting(
+        "MODELSIZE_MULTIPLIER", None, "memory per byte of model on disk (default 1.25; TorchServe 2.75)",
+        check=positive,
     )
     runtime_version: str = setting("RUNTIME_VERSION", "", "version reported in runtimeStatus")
     limit_per_model_concurrency: int = setting(
@@ -65,3 +66,11 @@ class AdapterSettings(LogSettings):
                                       check=non_negative)
     max_batch_delay_secs: int = setting("MAX_BATCH_DELAY_SECS", 0, "TorchServe: max batch delay (0 = its default)",
                                         check=non_negative)
+
+    @property
+    def size_multiplier(self) -> float:
+        """The setting, else the server type's default (TorchServe models take far more
+        memory than their archive size, as the reference's adapter assumes)."""
+        if self.modelsize_multiplier is not None:
+            return self.modelsize_multiplier
+        return 2.75 if self.server_type == "torchserve" else 1.25

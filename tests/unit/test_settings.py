@@ -73,7 +73,7 @@ def test_metrics_spec_can_be_disabled():
 def test_adapter_and_proxy_defaults():
     a = load_settings(AdapterSettings, {"CONTAINER_MEM_REQ_BYTES": "1073741824"})
     assert (a.adapter_port, a.runtime_port, a.mem_buffer_bytes, a.loading_concurrency) == (8085, 8001, 256 << 20, 1)
-    assert (a.loadtime_timeout_ms, a.default_model_size, a.modelsize_multiplier) == (30000, 1000000, 1.25)
+    assert (a.loadtime_timeout_ms, a.default_model_size, a.size_multiplier) == (30000, 1000000, 1.25)
     with pytest.raises(SettingsError, match="SERVER_TYPE"):
         load_settings(AdapterSettings, {"CONTAINER_MEM_REQ_BYTES": "1", "SERVER_TYPE": "tfserving"})
     p = load_settings(RestProxySettings, {})
@@ -92,3 +92,11 @@ def test_describe_lists_every_env_var_once():
     envs = [row[1] for row in describe(MeshSettings)]
     assert len(envs) == len(set(envs))
     assert {"MM_SERVICE_NAME", "MM_SVC_GRPC_PORT", "KV_STORE", "INTERNAL_GRPC_PORT", "MM_TLS_CLIENT_AUTH"} <= set(envs)
+
+
+def test_model_size_multiplier_defaults_per_server_type():
+    base = {"CONTAINER_MEM_REQ_BYTES": "1"}
+    assert load_settings(AdapterSettings, base).size_multiplier == 1.25
+    assert load_settings(AdapterSettings, {**base, "SERVER_TYPE": "torchserve"}).size_multiplier == 2.75
+    explicit = {**base, "SERVER_TYPE": "torchserve", "MODELSIZE_MULTIPLIER": "1.5"}
+    assert load_settings(AdapterSettings, explicit).size_multiplier == 1.5
