@@ -15,6 +15,16 @@ class MeshApp(ObservedApp):
         self.settings = settings
         self.mesh = MeshInstance(settings, self.registry)
 
+    @property
+    def ready(self) -> bool:
+        """/ready: started, not leaving, and the runtime behind the mesh is reachable."""
+        mesh = getattr(self, "mesh", None)
+        return self._started and mesh is not None and mesh.ready and mesh.runtime_healthy
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._started = value
+
     async def start_components(self) -> None:
         try:
             await self.mesh.start()

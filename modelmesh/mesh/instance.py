@@ -48,6 +48,7 @@ class MeshInstance:
         self.lease: Lease | None = None
         self.ready = False
         self.shutting_down = False
+        self.runtime_healthy = True
         self._servers: list[grpc.aio.Server] = []
         self._tasks: set[asyncio.Task] = set()
         self.started_at = now_ms()
@@ -134,7 +135,8 @@ class MeshInstance:
             used_bytes=self.cache.used, model_count=len(self.cache), lru_time=self.cache.lru_time(),
             loading_threads=self.runtime_status.maxLoadingConcurrency or 1,
             loading_in_progress=self.cache.loading_count, rpm=self.janitor.rpm if hasattr(self, "janitor") else 0,
-            shutting_down=self.shutting_down, start_time=self.started_at, version=__version__,
+            # An instance whose runtime is unreachable is, for placement, leaving.
+            shutting_down=self.shutting_down or not self.runtime_healthy, start_time=self.started_at, version=__version__,
             location=s.location or s.pod_ip, zone=s.zone, labels=tuple(sorted(s.labels)))
 
     async def publish(self) -> None:

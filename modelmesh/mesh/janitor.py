@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+
+import grpc
 from typing import TYPE_CHECKING
 
 from modelmesh.mesh.cache import now_ms
@@ -37,6 +39,7 @@ class Janitor:
         while True:
             await asyncio.sleep(PUBLISH_INTERVAL_S)
             try:
+                await self._check_runtime()
                 self._measure_rates()
                 await self.mesh.publish()
                 await self._scale_up_hot_models()
@@ -47,6 +50,28 @@ class Janitor:
                 raise
             except Exception as e:  # noqa: BLE001 - upkeep must keep running (e.g. store briefly down)
                 log.warning("janitor pass failed", error=str(e))
+
+    # --- runtime health -------------------------------------------------------------------
+
+    async def _check_runtime(self) -> None:
+        """Watch the connection to the runtime (no RPC: runtimeStatus purges models). When it
+        is lost the instance takes no new loads; when it comes back the runtime has
+        restarted, so after a fresh handshake every copy here is gone and is forgotten."""
+        mesh = self.mesh
+        states = {mesh.runtime.channel.get_state(try_to_connect=True),
+                  mesh.serving.channel.get_state(try_to_connect=True)}
+        down = grpc.ChannelConnectivity.TRANSIENT_FAILURE in states or grpc.ChannelConnectivity.SHUTDOWN in states
+        if down and mesh.runtime_healthy:
+            log.warning("runtime unreachable: taking no new loads", runtime=mesh.runtime.target)
+            mesh.runtime_healthy = False
+            await mesh.publish()
+        elif not down and not mesh.runtime_healthy and grpc.ChannelConnectivity.READY in states:
+            log.info("runtime reachable again: re-doing the handshake", runtime=mesh.runtime.target)
+            await mesh.runtime.wait_ready(mesh.settings.runtime_poll_s, mesh.settings.runtime_startup_timeout_s)
+            for copy in mesh.cache.copies():
+                await mesh.loader.forget(copy)
+            mesh.runtime_healthy = True
+            await mesh.publish()
 
     # --- request rates and extra copies ---------------------------------------------------
 

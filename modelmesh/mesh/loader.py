@@ -216,9 +216,17 @@ class ModelLoader:
         await self.cache.release(copy)
         log.info("model unloaded", model_id=model_id, reason=reason)
 
-    def forget(self, copy: LocalCopy) -> None:
-        """The runtime lost the model (answered NOT_FOUND): drop our copy without unloading."""
-        self._spawn(self.cache.release(copy))
+    async def forget(self, copy: LocalCopy) -> None:
+        """The runtime no longer has the model (it restarted): drop the copy and its
+        registry entry without asking the runtime to unload."""
+        self.cache.begin_unload(copy)
+        try:
+            await self.models.update(copy.model_id, lambda r: r and r.replace(
+                instance_ids={k: v for k, v in r.instance_ids.items() if k != self.instance_id},
+                loading_in={k: v for k, v in r.loading_in.items() if k != self.instance_id}))
+        except Exception as e:  # noqa: BLE001 - the janitor re-syncs the registry later
+            log.warning("could not update registry", model_id=copy.model_id, error=str(e))
+        await self.cache.release(copy)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -136,3 +136,38 @@ async def test_deadline_propagates_to_the_runtime(etcd, nodes, client_for):
     # The mesh stays healthy for the next request.
     await c.mesh.registerModel(pb.RegisterModelRequest(modelId="fast", modelInfo=model_info()))
     assert (await c.infer("fast")).model_name == "fast"
+
+
+async def test_runtime_restart_is_detected_and_its_copies_forgotten(etcd, nodes, client_for):
+    import urllib.request
+
+    a, b = nodes(etcd, "rr-a"), nodes(etcd, "rr-b")
+    ca = client_for(a)
+
+    def ready_status() -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{a.mesh.probe_port}/ready", timeout=2) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    await ca.mesh.registerModel(pb.RegisterModelRequest(modelId="rr-1", modelInfo=model_info()))
+    assert (await ca.infer("rr-1")).parameters["runtime"].string_param == "rr-a"
+    a.runtime.stop()
+    await wait_for(lambda: ready_status() == 503, 30)  # a's runtime is gone: not ready
+    # New loads go to b while a's runtime is down.
+    st = await ca.mesh.registerModel(pb.RegisterModelRequest(modelId="rr-2", modelInfo=model_info(), loadNow=True,
+                                                             sync=True))
+    assert [ci.location for ci in st.modelCopyInfos] == ["loc-rr-b"]
+    a.runtime.start()  # same port: the runtime restarted, empty
+    await wait_for(lambda: ready_status() == 200, 30)
+
+    async def rr1_not_on_a():
+        st = await ca.mesh.getModelStatus(pb.GetStatusRequest(modelId="rr-1"))
+        return "loc-rr-a" not in [ci.location for ci in st.modelCopyInfos]
+
+    deadline = asyncio.get_running_loop().time() + 30
+    while not await rr1_not_on_a():
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    assert (await ca.infer("rr-1")).model_name == "rr-1"  # reloads transparently
