@@ -141,7 +141,7 @@ async def test_deadline_propagates_to_the_runtime(etcd, nodes, client_for):
 async def test_runtime_restart_is_detected_and_its_copies_forgotten(etcd, nodes, client_for):
     import urllib.request
 
-    a, b = nodes(etcd, "rr-a"), nodes(etcd, "rr-b")
+    a, _ = nodes(etcd, "rr-a"), nodes(etcd, "rr-b")
     ca = client_for(a)
 
     def ready_status() -> int:
