@@ -9,7 +9,7 @@ import json
 
 import aiohttp
 import pytest
-from conftest import ensure_namespace, eventually, runtime_doc, start_controller
+from controller_helpers import ensure_namespace, eventually, runtime_doc, start_controller
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 

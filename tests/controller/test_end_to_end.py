@@ -14,7 +14,7 @@ import sys
 import urllib.request
 
 import pytest
-from conftest import StatusHistory, ensure_namespace, eventually, isvc_state, runtime_doc, start_controller
+from controller_helpers import StatusHistory, ensure_namespace, eventually, isvc_state, runtime_doc, start_controller
 from harness.models import IRIS_SAMPLES, iris_request
 from harness.models import iris_classes as classes
 from harness.pod import RuntimePod

@@ -5,7 +5,7 @@ the endpoints controller would for runtime pods)."""
 from __future__ import annotations
 
 import pytest
-from conftest import StatusHistory, eventually, predictor_state, runtime_doc, start_controller
+from controller_helpers import StatusHistory, eventually, predictor_state, runtime_doc, start_controller
 
 from modelmesh.controller.kube import ENDPOINTS, PREDICTOR, SERVING_RUNTIME
 

@@ -9,7 +9,7 @@ import base64
 import json
 
 import pytest
-from conftest import StatusHistory, ensure_namespace, predictor_state, runtime_doc, start_controller
+from controller_helpers import StatusHistory, ensure_namespace, predictor_state, runtime_doc, start_controller
 
 from modelmesh.apps.controller import open_mesh_store
 from modelmesh.controller.kube import PREDICTOR

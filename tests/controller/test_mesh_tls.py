@@ -8,7 +8,7 @@ import base64
 
 import grpc
 import pytest
-from conftest import StatusHistory, ensure_namespace, predictor_state, runtime_doc, start_controller
+from controller_helpers import StatusHistory, ensure_namespace, predictor_state, runtime_doc, start_controller
 from standin_mesh import StandInMesh
 
 from modelmesh.controller.kube import PREDICTOR

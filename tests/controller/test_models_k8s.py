@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import StatusHistory, eventually, isvc_state, predictor_state, runtime_doc, start_controller
+from controller_helpers import StatusHistory, eventually, isvc_state, predictor_state, runtime_doc, start_controller
 
 from modelmesh.controller.kube import DEPLOYMENT, INFERENCE_SERVICE, PREDICTOR, SERVING_RUNTIME
 from modelmesh.controller.reconcilers.model import FINALIZER

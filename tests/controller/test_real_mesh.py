@@ -13,7 +13,7 @@ import base64
 import json
 
 import pytest
-from conftest import StatusHistory, ensure_namespace, eventually, predictor_state, runtime_doc, start_controller
+from controller_helpers import StatusHistory, ensure_namespace, eventually, predictor_state, runtime_doc, start_controller
 from harness.mesh import MeshNode
 from harness.mesh_client import Client, infer_request
 

@@ -7,7 +7,7 @@ import asyncio
 import json
 
 import pytest
-from conftest import config_map, eventually, runtime_doc, start_controller
+from controller_helpers import config_map, eventually, runtime_doc, start_controller
 from golden import runtime_ref
 
 from modelmesh.controller.deployment import build_deployment

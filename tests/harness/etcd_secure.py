@@ -10,8 +10,6 @@ from pathlib import Path
 import grpc
 from aetcd import rpc
 
-from harness import tools
-from harness.process import ManagedProcess
 from harness.services import EtcdServer, _http_ok
 
 
@@ -45,21 +43,14 @@ class TlsEtcdServer(EtcdServer):
     def endpoint(self) -> str:
         return f"https://127.0.0.1:{self.client_port}"
 
-    def start(self) -> "TlsEtcdServer":
-        peer = f"http://127.0.0.1:{self.peer_port}"
-        cmd = [
-            tools.etcd_bin(), "--name", "t", "--data-dir", self.workdir / "data",
-            "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"t={peer}", "--log-level", "warn",
-            "--cert-file", self.pki["server.crt"], "--key-file", self.pki["server.key"],
-            "--trusted-ca-file", self.pki["ca.crt"], "--client-cert-auth",
-        ]
-        self.proc = ManagedProcess("etcd-tls", cmd, self.workdir / "etcd.log")
+    def command(self) -> list:
+        return [*super().command(), "--cert-file", self.pki["server.crt"], "--key-file", self.pki["server.key"],
+                "--trusted-ca-file", self.pki["ca.crt"], "--client-cert-auth"]
+
+    def healthy(self) -> bool:
         ctx = ssl.create_default_context(cafile=str(self.pki["ca.crt"]))
         ctx.load_cert_chain(str(self.pki["client.crt"]), str(self.pki["client.key"]))
-        self.proc.start(lambda: _http_ok(f"{self.endpoint}/health", context=ctx), timeout=30)
-        return self
+        return _http_ok(f"{self.endpoint}/health", context=ctx)
 
 
 async def enable_auth(endpoint_port: int, root_password: str, user: str = "", password: str = "",

@@ -3,10 +3,9 @@ scripts/install-gcs-emulator.sh."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from harness import tools
-from harness.process import ManagedProcess, free_port, port_open
+from harness.process import ManagedProcess, port_open
+from harness.services import SinglePortServer
 
 
 def gcs_emulator_bin() -> str:
@@ -16,22 +15,9 @@ def gcs_emulator_bin() -> str:
     return str(path)
 
 
-class GcsEmulator:
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.proc: ManagedProcess | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
+class GcsEmulator(SinglePortServer):
     def start(self) -> GcsEmulator:
         cmd = [gcs_emulator_bin(), "start", "--host", "127.0.0.1", "--port", str(self.port), "--in-memory", "-q"]
         self.proc = ManagedProcess("gcs-emulator", cmd, self.workdir / "gcs.log", cwd=self.workdir)
         self.proc.start(lambda: port_open(self.port), timeout=60)
         return self
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.stop()

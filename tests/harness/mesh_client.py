@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 
@@ -38,3 +39,32 @@ class Client:
         await self.channel.close()
 
 
+async def register_many(client, ids, **spec):
+    sem = asyncio.Semaphore(32)
+
+    async def one(mid):
+        async with sem:
+            await client.mesh.registerModel(pb.RegisterModelRequest(modelId=mid, modelInfo=model_info(**spec)))
+
+    await asyncio.gather(*(one(m) for m in ids))
+
+
+async def drive_random_traffic(clients, ids, count, concurrency, rng, progress=None):
+    """`count` inferences on random models through random instances; returns failures.
+    `progress` (a list) gets one entry per finished request, for tests that act mid-traffic."""
+    sem = asyncio.Semaphore(concurrency)
+    failures = []
+    progress = progress if progress is not None else []
+
+    async def one(i):
+        mid = rng.choice(ids)
+        async with sem:
+            try:
+                resp = await rng.choice(clients).infer(mid, timeout=60)
+                assert resp.model_name == mid
+            except grpc.aio.AioRpcError as e:
+                failures.append((mid, e.code().name, e.details()))
+            progress.append(mid)
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return failures

@@ -35,17 +35,22 @@ class EtcdServer:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.client_port}"
 
-    def start(self) -> "EtcdServer":
+    def command(self) -> list:
         peer = f"http://127.0.0.1:{self.peer_port}"
-        cmd = [
+        return [
             tools.etcd_bin(), "--name", "t", "--data-dir", self.workdir / "data",
             "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", f"t={peer}", "--log-level", "warn",
         ]
+
+    def healthy(self) -> bool:
+        return _http_ok(f"{self.endpoint}/health")
+
+    def start(self) -> "EtcdServer":
         env = {**os.environ, "ETCD_UNSUPPORTED_ARCH": os.environ.get("ETCD_UNSUPPORTED_ARCH", "")}
-        self.proc = ManagedProcess("etcd", cmd, self.workdir / "etcd.log", env=env)
-        self.proc.start(lambda: _http_ok(f"{self.endpoint}/health"), timeout=30)
+        self.proc = ManagedProcess("etcd", self.command(), self.workdir / "etcd.log", env=env)
+        self.proc.start(self.healthy, timeout=30)
         return self
 
     def stop(self) -> None:
@@ -111,12 +116,8 @@ class KubeApiServer:
         self.etcd.stop()
 
 
-class S3Server:
-    """moto's S3 server: a real HTTP S3 endpoint (any credentials are accepted)."""
-
-    ACCESS_KEY = "testing"
-    SECRET_KEY = "testing"
-    REGION = "us-east-1"
+class SinglePortServer:
+    """A server process listening on one free loopback port, stopped by PID."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -127,15 +128,23 @@ class S3Server:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+
+
+class S3Server(SinglePortServer):
+    """moto's S3 server: a real HTTP S3 endpoint (any credentials are accepted)."""
+
+    ACCESS_KEY = "testing"
+    SECRET_KEY = "testing"
+    REGION = "us-east-1"
+
     def start(self) -> "S3Server":
         cmd = [tools.moto_server_bin(), "-H", "127.0.0.1", "-p", str(self.port)]
         self.proc = ManagedProcess("moto-s3", cmd, self.workdir / "moto.log")
         self.proc.start(lambda: _http_ok(f"{self.endpoint}/moto-api/"), timeout=60)
         return self
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.stop()
 
 
 class MLServer:
@@ -180,21 +189,26 @@ class Triton:
         self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
         self.proc: ManagedProcess | None = None
 
-    def start(self) -> "Triton":
-        t = tools.triton_env()
-        self.repo.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-        env["PATH"] = f"{t['TRITON_PATH']}:{env.get('PATH', '')}"
-        env["LD_LIBRARY_PATH"] = t["TRITON_LD_LIBRARY_PATH"]
-        cmd = [
+    def command(self, t: dict[str, str]) -> list:
+        return [
             t["TRITON_BIN"], f"--model-repository={self.repo}", f"--backend-directory={t['TRITON_BACKENDS']}",
             "--model-control-mode=explicit", "--strict-model-config=false",
             "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
             "--http-address=127.0.0.1", f"--http-port={self.http_port}", f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false", "--exit-timeout-secs=5",
         ]
-        self.proc = ManagedProcess("triton", cmd, self.workdir / "triton.log", env=env)
-        self.proc.start(lambda: _http_ok(f"http://127.0.0.1:{self.http_port}/v2/health/ready"), timeout=60)
+
+    def healthy(self) -> bool:
+        return _http_ok(f"http://127.0.0.1:{self.http_port}/v2/health/ready")
+
+    def start(self) -> "Triton":
+        t = tools.triton_env()
+        self.repo.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+        env["PATH"] = f"{t['TRITON_PATH']}:{env.get('PATH', '')}"
+        env["LD_LIBRARY_PATH"] = t["TRITON_LD_LIBRARY_PATH"]
+        self.proc = ManagedProcess("triton", self.command(t), self.workdir / "triton.log", env=env)
+        self.proc.start(self.healthy, timeout=60)
         return self
 
     def stop(self) -> None:

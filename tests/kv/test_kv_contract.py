@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import collect, eventually
+from kv_helpers import collect, eventually
 
 from modelmesh.kv import EventType, LeaseLost, WatchCompacted, WatchedPrefix
 

@@ -7,7 +7,7 @@ import asyncio
 import json
 
 import pytest
-from conftest import collect, etcd_store, eventually
+from kv_helpers import collect, etcd_store, eventually
 from harness.etcd_secure import TlsEtcdServer, enable_auth
 from harness.process import free_port
 from harness.services import EtcdServer

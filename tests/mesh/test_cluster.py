@@ -1,46 +1,15 @@
 """Several mesh instances (real processes) over a real etcd, as one distributed model cache."""
 
-import asyncio
 import random
 
-import grpc
 
+from harness.mesh_client import drive_random_traffic as _drive
 from harness.mesh_client import model_info
+from harness.mesh_client import register_many as _register_many
 from harness.services import EtcdServer
 from modelmesh.protos import model_mesh_pb2 as pb
 
 MB = 1_000_000
-
-
-async def _register_many(client, ids, **spec):
-    sem = asyncio.Semaphore(32)
-
-    async def one(mid):
-        async with sem:
-            await client.mesh.registerModel(pb.RegisterModelRequest(modelId=mid, modelInfo=model_info(**spec)))
-
-    await asyncio.gather(*(one(m) for m in ids))
-
-
-async def _drive(clients, ids, count, concurrency, rng, progress=None):
-    """`count` inferences on random models through random instances; returns failures.
-    `progress` (a list) gets one entry per finished request, for tests that act mid-traffic."""
-    sem = asyncio.Semaphore(concurrency)
-    failures = []
-    progress = progress if progress is not None else []
-
-    async def one(i):
-        mid = rng.choice(ids)
-        async with sem:
-            try:
-                resp = await rng.choice(clients).infer(mid, timeout=60)
-                assert resp.model_name == mid
-            except grpc.aio.AioRpcError as e:
-                failures.append((mid, e.code().name, e.details()))
-            progress.append(mid)
-
-    await asyncio.gather(*(one(i) for i in range(count)))
-    return failures
 
 
 async def test_thousand_models_over_three_instances_with_room_for_a_hundred(tmp_path, nodes, client_for):

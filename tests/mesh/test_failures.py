@@ -10,7 +10,8 @@ from harness.mesh_client import model_info
 from harness.services import EtcdServer
 from modelmesh.protos import model_mesh_pb2 as pb
 
-from test_cluster import _drive, _register_many
+from harness.mesh_client import drive_random_traffic as _drive
+from harness.mesh_client import register_many as _register_many
 
 MB = 1_000_000
 
