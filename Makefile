@@ -30,6 +30,7 @@ protos:
 perf: deps
 	$(PY) -m perf.mesh_bench --seconds 5
 	$(PY) -m perf.mesh_bench --seconds 5 --pin
+	$(PY) -m perf.mesh_scale
 	$(PY) -m perf.kv_bench
 	$(PY) -m perf.rest_proxy_bench
 	$(PY) -m perf.adapter_bench
