@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from modelmesh import __version__
 from modelmesh.config.mesh import MeshSettings
 from modelmesh.kv import KVStore, Lease, mesh_key_prefix, open_store
+from modelmesh.mesh.api import ModelMeshApi
 from modelmesh.mesh.cache import CopyState, LocalCache, now_ms
 from modelmesh.mesh.channels import PeerChannels, RawChannel
 from modelmesh.mesh.constraints import TypeConstraints
@@ -101,8 +102,6 @@ class MeshInstance:
         self.router.limit_model_concurrency = status.limitModelConcurrency
         self.router.on_overloaded = self._copy_overloaded
         self._scaling: set[str] = set()
-        from modelmesh.mesh.api import ModelMeshApi
-
         self.api = ModelMeshApi(self)
         self.models.on_change(self._registry_changed)
         self.instances.on_change(self._instances_changed)
@@ -219,13 +218,11 @@ class MeshInstance:
             await self.transitions.model_failed(model_id)
             return
         if NO_INSTANCE in record.failed_in:
-            await self.models.update(model_id, lambda r: r and r.replace(
-                failed_in={k: v for k, v in r.failed_in.items() if k != NO_INSTANCE},
-                fail_msgs={k: v for k, v in r.fail_msgs.items() if k != NO_INSTANCE}))
+            await self.models.update(model_id, lambda r: r and r.without_failure_on(NO_INSTANCE))
         # Claim the load for the chosen instance before answering, so a status read right
         # after loadNow/setVModel says LOADING, not NOT_LOADED.
-        await self.models.update(model_id, lambda r: r and (r if target in r.loading_in else r.replace(
-            loading_in={**r.loading_in, target: now_ms()})))
+        await self.models.update(
+            model_id, lambda r: r and (r if target in r.loading_in else r.loading_on(target, now_ms())))
         if target == self.id:
             self._spawn(self._load_in_background(model_id))
         else:
@@ -237,8 +234,7 @@ class MeshInstance:
         def change(r: ModelRecord | None) -> ModelRecord | None:
             if r is None or r.fail_msgs.get(NO_INSTANCE) == message:
                 return r
-            return r.replace(failed_in={**r.failed_in, NO_INSTANCE: now_ms()},
-                             fail_msgs={**r.fail_msgs, NO_INSTANCE: message})
+            return r.failed_on(NO_INSTANCE, now_ms(), message)
 
         await self.models.update(model_id, change)
 

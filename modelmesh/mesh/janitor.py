@@ -143,17 +143,14 @@ class Janitor:
         for model_id in held:
             record = mesh.models.get(model_id)
             if record is not None and mesh.id not in record.instance_ids:
-                await mesh.models.update(model_id, lambda r: r and r.replace(
-                    instance_ids={**r.instance_ids, mesh.id: now_ms()}))
+                await mesh.models.update(model_id, lambda r: r and r.loaded_on(mesh.id, now_ms()))
         stale_claim_ms = now_ms() - STALE_LOAD_CLAIM_MS
         for model_id, record in list(mesh.models.view.items()):
             if mesh.cache.get(model_id) is not None:
                 continue
             if mesh.id in record.instance_ids or record.loading_in.get(mesh.id, now_ms()) < stale_claim_ms:
                 # Listed here but not held: a claim whose load never started, or a copy lost.
-                await mesh.models.update(model_id, lambda r: r and r.replace(
-                    instance_ids={k: v for k, v in r.instance_ids.items() if k != mesh.id},
-                    loading_in={k: v for k, v in r.loading_in.items() if k != mesh.id}))
+                await mesh.models.update(model_id, lambda r: r and r.without_copies_on({mesh.id}))
 
     async def retry_unplaceable(self) -> None:
         mesh = self.mesh
@@ -194,6 +191,4 @@ class Janitor:
         log.info("reaping records of departed instances", instances=sorted(gone))
         for model_id, record in list(mesh.models.view.items()):
             if gone & (set(record.instance_ids) | set(record.loading_in)):
-                await mesh.models.update(model_id, lambda r: r and r.replace(
-                    instance_ids={k: v for k, v in r.instance_ids.items() if k not in gone},
-                    loading_in={k: v for k, v in r.loading_in.items() if k not in gone}))
+                await mesh.models.update(model_id, lambda r: r and r.without_copies_on(gone))

@@ -92,8 +92,7 @@ class ModelLoader:
         try:
             async with self._loading:
                 self.metrics.loading_queue_delay.observe((time.monotonic() - queued) * 1000)
-                claimed = await self.models.update(model_id, lambda r: r and r.replace(
-                    loading_in={**r.loading_in, self.instance_id: now_ms()}))
+                claimed = await self.models.update(model_id, lambda r: r and r.loading_on(self.instance_id, now_ms()))
                 if claimed is None:
                     raise ModelNotFound(f"model {model_id} was unregistered")
                 started = time.monotonic()
@@ -115,11 +114,7 @@ class ModelLoader:
         # The registry lists the copy before waiters are released, so a status read right
         # after a request that caused the load already says LOADED.
         try:
-            kept = await self.models.update(model_id, lambda r: r and r.replace(
-                instance_ids={**r.instance_ids, self.instance_id: now_ms()},
-                loading_in={k: v for k, v in r.loading_in.items() if k != self.instance_id},
-                failed_in={k: v for k, v in r.failed_in.items() if k != self.instance_id},
-                fail_msgs={k: v for k, v in r.fail_msgs.items() if k != self.instance_id}))
+            kept = await self.models.update(model_id, lambda r: r and r.loaded_on(self.instance_id, now_ms()))
         except Exception as e:  # noqa: BLE001 - the store is down: serve anyway, the janitor re-syncs
             log.warning("could not record loaded copy", model_id=model_id, error=str(e))
             kept = record
@@ -144,10 +139,7 @@ class ModelLoader:
         if not isinstance(e, ModelNotFound):
             # Recorded before waiters are released, so what they read next includes it.
             try:
-                await self.models.update(model_id, lambda r: r and r.replace(
-                    loading_in={k: v for k, v in r.loading_in.items() if k != self.instance_id},
-                    failed_in={**r.failed_in, self.instance_id: now_ms()},
-                    fail_msgs={**r.fail_msgs, self.instance_id: message}))
+                await self.models.update(model_id, lambda r: r and r.failed_on(self.instance_id, now_ms(), message))
             except Exception as ue:  # noqa: BLE001
                 log.warning("could not record load failure", model_id=model_id, error=str(ue))
         await self.cache.release(copy, LoadFailed(message, self.instance_id))
@@ -201,9 +193,7 @@ class ModelLoader:
         model_id = copy.model_id
         self.cache.begin_unload(copy)
         try:
-            await self.models.update(model_id, lambda r: r and r.replace(
-                instance_ids={k: v for k, v in r.instance_ids.items() if k != self.instance_id},
-                loading_in={k: v for k, v in r.loading_in.items() if k != self.instance_id}))
+            await self.models.update(model_id, lambda r: r and r.without_copies_on({self.instance_id}))
         except Exception as e:  # noqa: BLE001 - the unload itself must still happen
             log.warning("could not update registry on unload", model_id=model_id, error=str(e))
         started = time.monotonic()
@@ -221,9 +211,7 @@ class ModelLoader:
         registry entry without asking the runtime to unload."""
         self.cache.begin_unload(copy)
         try:
-            await self.models.update(copy.model_id, lambda r: r and r.replace(
-                instance_ids={k: v for k, v in r.instance_ids.items() if k != self.instance_id},
-                loading_in={k: v for k, v in r.loading_in.items() if k != self.instance_id}))
+            await self.models.update(copy.model_id, lambda r: r and r.without_copies_on({self.instance_id}))
         except Exception as e:  # noqa: BLE001 - the janitor re-syncs the registry later
             log.warning("could not update registry", model_id=copy.model_id, error=str(e))
         await self.cache.release(copy)

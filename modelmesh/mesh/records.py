@@ -23,6 +23,10 @@ def _compact(d: dict[str, Any]) -> bytes:
 _KEEP = {"type"}
 
 
+def _without(d: dict, keys: set[str] | frozenset[str]) -> dict:
+    return {k: v for k, v in d.items() if k not in keys} if keys & d.keys() else d
+
+
 @dataclass(frozen=True, slots=True)
 class ModelRecord:
     """A registered concrete model (registry table)."""
@@ -71,6 +75,34 @@ class ModelRecord:
 
     def live_failures(self, now_ms: int, expiry_ms: int) -> dict[str, int]:
         return {i: t for i, t in self.failed_in.items() if now_ms - t < expiry_ms}
+
+    # --- state changes (each returns a new record) ---------------------------------------
+
+    def loading_on(self, instance: str, at_ms: int) -> "ModelRecord":
+        """A load of a copy was claimed for `instance`."""
+        return self.replace(loading_in={**self.loading_in, instance: at_ms})
+
+    def loaded_on(self, instance: str, at_ms: int) -> "ModelRecord":
+        """A copy finished loading on `instance` (any earlier failure there is void)."""
+        return self.replace(instance_ids={**self.instance_ids, instance: at_ms},
+                            loading_in=_without(self.loading_in, {instance}),
+                            failed_in=_without(self.failed_in, {instance}),
+                            fail_msgs=_without(self.fail_msgs, {instance}))
+
+    def failed_on(self, instance: str, at_ms: int, message: str) -> "ModelRecord":
+        """A load failed on `instance` (or `-`: no instance could take it)."""
+        return self.replace(loading_in=_without(self.loading_in, {instance}),
+                            failed_in={**self.failed_in, instance: at_ms},
+                            fail_msgs={**self.fail_msgs, instance: message})
+
+    def without_copies_on(self, instances: set[str] | frozenset[str]) -> "ModelRecord":
+        """No copy (loaded or loading) on these instances any more."""
+        return self.replace(instance_ids=_without(self.instance_ids, instances),
+                            loading_in=_without(self.loading_in, instances))
+
+    def without_failure_on(self, instance: str) -> "ModelRecord":
+        return self.replace(failed_in=_without(self.failed_in, {instance}),
+                            fail_msgs=_without(self.fail_msgs, {instance}))
 
 
 @dataclass(frozen=True, slots=True)
