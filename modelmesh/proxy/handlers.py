@@ -66,7 +66,7 @@ class V2Handlers:
     async def model_metadata(self, request: web.Request) -> web.Response:
         name, version = _model(request)
         meta = await (await self._grpc()).ModelMetadata(
-            pb.ModelMetadataRequest(name=name, version=version), metadata=_route_to(name))
+            pb.ModelMetadataRequest(name=name, version=version), metadata=_route_to(name), timeout=_deadline(request))
         return _json({
             "name": meta.name, "versions": list(meta.versions), "platform": meta.platform,
             "inputs": _tensor_meta(meta.inputs), "outputs": _tensor_meta(meta.outputs),
@@ -75,7 +75,8 @@ class V2Handlers:
     async def model_ready(self, request: web.Request) -> web.Response:
         name, version = _model(request)
         ready = (await (await self._grpc()).ModelReady(
-            pb.ModelReadyRequest(name=name, version=version), metadata=_route_to(name))).ready
+            pb.ModelReadyRequest(name=name, version=version), metadata=_route_to(name),
+            timeout=_deadline(request))).ready
         return _json({"name": name, "ready": ready}, 200 if ready else 503)
 
     async def infer(self, request: web.Request) -> web.Response:
@@ -86,7 +87,8 @@ class V2Handlers:
                                   f"{self._max_request_bytes} bytes (REST_PROXY_MAX_REQUEST_BYTES)")
         body = await request.read()
         infer_request, plan = parse_request(body, request.headers.get(HEADER_LENGTH), name, version)
-        response = await (await self._grpc()).ModelInfer(infer_request, metadata=_route_to(name))
+        response = await (await self._grpc()).ModelInfer(infer_request, metadata=_route_to(name),
+                                                         timeout=_deadline(request))
         payload, json_length = render_response(response, plan)
         if json_length is None:
             return web.Response(body=payload, content_type="application/json")
@@ -100,6 +102,20 @@ def _model(request: web.Request) -> tuple[str, str]:
     if not (name.isascii() and name.isprintable()):
         raise ProxyError(400, f"model name {name!r}: expected printable ASCII")
     return name, request.match_info.get("version", "")
+
+
+_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def _deadline(request: web.Request) -> float | None:
+    """The client's deadline, as grpc-gateway takes it: header `Grpc-Timeout: <n><H|M|S|m|u|n>`."""
+    raw = request.headers.get("Grpc-Timeout")
+    if raw is None:
+        return None
+    value, unit = raw[:-1], raw[-1:]
+    if not value.isdigit() or unit not in _TIMEOUT_UNITS or len(value) > 8:
+        raise ProxyError(400, f"Grpc-Timeout {raw!r}: expected up to 8 digits and a unit H, M, S, m, u or n")
+    return int(value) * _TIMEOUT_UNITS[unit]
 
 
 def _route_to(name: str) -> tuple[tuple[str, str], ...]:

@@ -225,3 +225,15 @@ async def test_unreachable_runtime_is_503(start_proxy, http):
     assert status == 503 and orjson.loads(body)["error"]
     async with http.get(f"{url}/v2/health/live") as r:
         assert r.status == 503
+
+
+async def test_client_deadline_is_forwarded(triton_url, http):
+    doc = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [3], "data": [1, 2.5, -3]}]}
+    url = f"{triton_url}/v2/models/doubler/infer"
+    async with http.post(url, json=doc, headers={"Grpc-Timeout": "30S"}) as r:
+        assert r.status == 200
+    # A deadline that has passed before the call is made: the gRPC side says so, mapped to 504.
+    async with http.post(url, json=doc, headers={"Grpc-Timeout": "1n"}) as r:
+        assert r.status == 504 and "error" in await r.json()
+    async with http.post(url, json=doc, headers={"Grpc-Timeout": "soon"}) as r:
+        assert r.status == 400 and "Grpc-Timeout" in (await r.json())["error"]
