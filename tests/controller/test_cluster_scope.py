@@ -18,11 +18,13 @@ from modelmesh.config.controller import ControllerSettings
 from modelmesh.config.settings import load_settings
 from modelmesh.controller.kube import (
     CLUSTER_SERVING_RUNTIME,
+    CONFIG_MAP,
     CRD,
     DEPLOYMENT,
     LEASE,
     NAMESPACE,
     SECRET,
+    SERVICE,
     SERVICE_MONITOR,
     KubeApi,
 )
@@ -113,6 +115,26 @@ async def test_etcd_secret_propagated_with_namespaced_prefix(cluster):
     source = await kube.get(SECRET, "model-serving-etcd", CTL_NS)
     src = json.loads(base64.b64decode(source["data"]["etcd_connection"]))
     assert src["root_prefix"] == "modelmesh"
+
+
+async def test_namespace_leaving_scope_is_cleaned_up(cluster):
+    kube, _ = cluster
+    ns = "team-leaving"
+    await ensure_namespace(kube, ns, {"modelmesh-enabled": "true"})
+    made = [(DEPLOYMENT, "modelmesh-serving-mlserver-1.x"), (CONFIG_MAP, "tc-config"),
+            (SERVICE, "modelmesh-serving"), (SECRET, "model-serving-etcd")]
+    for kind, name in made:
+        await eventually(lambda kind=kind, name=name: kube.get(kind, name, ns), what=f"{kind.kind} {name} made")
+    # Something of the user's in the same namespace, which must stay.
+    await kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "users-own", "namespace": ns},
+                      "data": {"k": "v"}})
+    await kube.merge_patch(NAMESPACE, ns, {"metadata": {"labels": {"modelmesh-enabled": None}}})
+
+    async def all_gone():
+        return all([await kube.get(kind, name, ns) is None for kind, name in made])
+
+    await eventually(all_gone, timeout=30, what="controller objects removed")
+    assert await kube.get(CONFIG_MAP, "users-own", ns) is not None
 
 
 async def test_leader_election_one_holder_at_a_time(kube):

@@ -8,7 +8,8 @@ from typing import Any
 
 from modelmesh.controller import namespace_objects as objs
 from modelmesh.controller.context import Context
-from modelmesh.controller.kube import SECRET, SERVICE, SERVICE_MONITOR
+from modelmesh.controller.deployment import MANAGED_BY
+from modelmesh.controller.kube import CONFIG_MAP, DEPLOYMENT, SECRET, SERVICE, SERVICE_MONITOR, hpa_kind
 from modelmesh.observability.logging import get_logger
 
 log = get_logger("modelmesh.controller.namespace")
@@ -21,6 +22,7 @@ class NamespaceReconciler:
     async def __call__(self, namespace: str) -> float | None:
         ctx = self.ctx
         if not ctx.serves(namespace):
+            await self._leave(namespace)
             return None
         config = ctx.config
         runtimes = [(name, ref.spec) for name, ref in ctx.valid_served_runtimes(namespace).items()]
@@ -29,6 +31,22 @@ class NamespaceReconciler:
         await self._etcd_secret(namespace)
         await self._service_monitor(namespace)
         return None
+
+    async def _leave(self, namespace: str) -> None:
+        """A namespace that is not (or no longer) served keeps nothing the controller made:
+        runtime Deployments and HPAs, tc-config, the Service, the etcd secret copy."""
+        ctx = self.ctx
+        kinds = [DEPLOYMENT, hpa_kind(ctx.hpa_version), CONFIG_MAP, SERVICE]
+        if ctx.secret_access:
+            kinds.append(SECRET)
+        if ctx.has_service_monitor:
+            kinds.append(SERVICE_MONITOR)
+        for kind in kinds:
+            items, _ = await ctx.api.list(kind, namespace, f"app.kubernetes.io/managed-by={MANAGED_BY}")
+            for obj in items:
+                await ctx.api.delete(kind, obj["metadata"]["name"], namespace)
+                log.info("removed from a namespace no longer served", namespace=namespace, kind=kind.kind,
+                         name=obj["metadata"]["name"])
 
     async def _service(self, namespace: str) -> None:
         config = self.ctx.config
