@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from urllib.parse import urlsplit
 from dataclasses import dataclass
 
 from modelmesh.config.common import LogSettings, MetricsSpec
@@ -19,6 +20,15 @@ from modelmesh.config.settings import (
 
 def _no_slash_or_space(value: str) -> str | None:
     return "must not contain '/' or spaces" if ("/" in value or " " in value) else None
+
+
+def parse_payload_processors(raw: str) -> tuple[str, ...]:
+    uris = tuple(raw.split())
+    for uri in uris:
+        parts = urlsplit(uri)
+        if not (parts.scheme == "logger" or (parts.scheme in ("http", "https") and parts.netloc)):
+            raise ValueError(f"unsupported processor {uri!r} (logger://, http(s)://host/path)")
+    return uris
 
 
 def _default_instance_id() -> str:
@@ -83,7 +93,9 @@ class MeshSettings(LogSettings):
         "MM_SVC_GRPC_MAX_MSG_SIZE", 16 * 1024 * 1024, "max gRPC message size (bytes)", check=positive
     )
     log_each_invoke: bool = setting("MM_LOG_EACH_INVOKE", False, "log every inference call", parse=parse_bool)
-    payload_processors: str = setting("MM_PAYLOAD_PROCESSORS", "", "payload processor URIs, space separated")
+    payload_processors: tuple[str, ...] = setting(
+        "MM_PAYLOAD_PROCESSORS", (), "payload processors, space separated: logger:// or http(s)://host/path",
+        parse=parse_payload_processors)
     lease_ttl_s: int = setting("MM_LEASE_TTL_SECS", 10, "instance lease TTL (ours)", check=positive)
     runtime_poll_s: float = setting("MM_RUNTIME_POLL_SECS", 2.0, "runtimeStatus poll period at start (ours)",
                                     check=positive)

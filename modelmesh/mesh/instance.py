@@ -21,6 +21,7 @@ from modelmesh.mesh.errors import MeshError
 from modelmesh.mesh.janitor import Janitor
 from modelmesh.mesh.loader import ModelLoader
 from modelmesh.mesh.metrics import MeshMetrics
+from modelmesh.mesh.payloads import PayloadProcessors
 from modelmesh.mesh.placement import choose_instance, eligible_instances
 from modelmesh.mesh.records import InstanceRecord, ModelRecord, VModelRecord
 from modelmesh.mesh.router import MAX_FAILED_INSTANCES, Router, RoutingConfig
@@ -42,6 +43,8 @@ class MeshInstance:
         self.settings = settings
         self.id = settings.instance_id
         self.metrics = MeshMetrics(registry)
+        self.registry = registry
+        self.payloads: PayloadProcessors | None = None
         self._given_store = store
         self.store: KVStore | None = store
         self.constraints = TypeConstraints.load(settings.type_constraints, settings.type_constraints_path)
@@ -98,6 +101,10 @@ class MeshInstance:
                                  injection_paths=injection, load_failure_expiry_ms=s.load_failure_expiry_ms,
                                  default_size=self.default_size, multi_parallelism=s.multi_parallelism),
                              self.metrics)
+        if s.payload_processors:
+            self.payloads = PayloadProcessors(s.payload_processors, self.id, self.registry)
+            await self.payloads.start()
+            self.router.payloads = self.payloads
         self.router.max_inflight_per_copy = s.max_inflight_per_copy
         self.router.limit_model_concurrency = status.limitModelConcurrency
         self.router.on_overloaded = self._copy_overloaded
@@ -302,6 +309,8 @@ class MeshInstance:
     async def close_partial(self) -> None:
         """Undo a start-up that did not finish (e.g. stopped while waiting for the runtime)."""
         self.shutting_down = True
+        if self.payloads is not None:
+            await self.payloads.close()
         for server in self._servers:
             await server.stop(grace=0)
         for name in ("models", "vmodels", "instances"):
@@ -357,6 +366,8 @@ class MeshInstance:
                 pass
         for table in (self.models, self.vmodels, self.instances):
             await table.close()
+        if self.payloads is not None:
+            await self.payloads.close()
         await self.peers.close()
         await self.serving.close()
         await self.runtime.close()

@@ -22,6 +22,7 @@ from modelmesh.mesh.dataplane import DataPlaneConfig
 from modelmesh.mesh.errors import InvalidRequest, LoadFailed, MeshError, ModelNotFound
 from modelmesh.mesh.loader import ModelLoader
 from modelmesh.mesh.metrics import MeshMetrics
+from modelmesh.mesh.payloads import REQUEST_TYPE, RESPONSE_TYPE, PayloadProcessors
 from modelmesh.mesh.placement import choose_instance
 from modelmesh.mesh.protowire import WireError, extract_string, inject_string
 from modelmesh.mesh.records import InstanceRecord, ModelRecord, VModelRecord
@@ -89,6 +90,7 @@ class Router:
         self.on_overloaded: Callable[[str], None] = lambda model_id: None
         self.max_inflight_per_copy = 0
         self.limit_model_concurrency = False
+        self.payloads: PayloadProcessors | None = None  # MM_PAYLOAD_PROCESSORS, when set
 
     def _children(self, method: str, code: str) -> tuple:
         key = (method, code)
@@ -115,7 +117,10 @@ class Router:
             passthrough = [(k, v) for k, v in metadata if k not in _DROP_HEADERS and not k.startswith(":")]
             if len(ids) == 1:
                 model_id = await self._resolve(*ids[0])
-                response = await self._invoke(model_id, method, data, passthrough, timeout, internal)
+                if self.payloads is not None and not internal:
+                    response = await self._invoke_with_payloads(ids[0], model_id, method, data, passthrough, timeout)
+                else:
+                    response = await self._invoke(model_id, method, data, passthrough, timeout, internal)
                 # Costs one more gRPC op (~0.1 ms CPU) than a bare hop; clients rely on it.
                 await context.send_initial_metadata(((MODEL_ID, model_id),))
             else:
@@ -138,6 +143,25 @@ class Router:
             raise
         finally:
             self._children(short, code)[0].observe((time.perf_counter() - started) * 1000)
+
+    async def _invoke_with_payloads(self, requested: tuple[str, bool], model_id: str, method: str, data: bytes,
+                                    metadata: list, timeout: float | None) -> bytes:
+        """`_invoke`, with copies of the request and the response handed to the processors."""
+        payloads = self.payloads
+        assert payloads is not None
+        request_id = payloads.new_request_id()
+        vmodel_id = requested[0] if requested[1] else ""
+        payloads.submit(REQUEST_TYPE, request_id, model_id, vmodel_id, method, "OK", data)
+        try:
+            response = await self._invoke(model_id, method, data, metadata, timeout, False)
+        except MeshError as e:
+            payloads.submit(RESPONSE_TYPE, request_id, model_id, vmodel_id, method, e.code.name, b"")
+            raise
+        except grpc.aio.AioRpcError as e:
+            payloads.submit(RESPONSE_TYPE, request_id, model_id, vmodel_id, method, e.code().name, b"")
+            raise
+        payloads.submit(RESPONSE_TYPE, request_id, model_id, vmodel_id, method, "OK", response)
+        return response
 
     # --- which model ----------------------------------------------------------------------
 
