@@ -8,7 +8,8 @@ ModelInfer answers with the model name it was addressed to, the mm-model-id head
 this runtime's name (env TEST_RUNTIME_NAME) and its inputs echoed as raw outputs.
 
 Run: python -m harness.test_runtime  (env TEST_RUNTIME_PORT, TEST_RUNTIME_CAPACITY,
-TEST_RUNTIME_NAME, TEST_RUNTIME_DEFAULT_SIZE, TEST_RUNTIME_LOAD_TIMEOUT_MS, TEST_RUNTIME_LOADING)
+TEST_RUNTIME_NAME, TEST_RUNTIME_DEFAULT_SIZE, TEST_RUNTIME_LOAD_TIMEOUT_MS, TEST_RUNTIME_LOADING;
+TEST_RUNTIME_SOCKET listens on a unix socket instead)
 """
 
 from __future__ import annotations
@@ -115,8 +116,11 @@ async def main() -> None:
 
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
         "test.Admin", {"Loaded": grpc.unary_unary_rpc_method_handler(loaded)}),))
-    port = int(os.environ.get("TEST_RUNTIME_PORT", "8085"))
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    socket_path = os.environ.get("TEST_RUNTIME_SOCKET")
+    if socket_path:
+        server.add_insecure_port(f"unix://{socket_path}")
+    else:
+        server.add_insecure_port(f"127.0.0.1:{int(os.environ.get('TEST_RUNTIME_PORT', '8085'))}")
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -35,3 +35,34 @@ async def test_unknown_model_and_missing_id(etcd, nodes, client_for):
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await c.v2.ModelInfer(infer_request(), timeout=10)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_runtime_on_a_unix_socket(etcd, tmp_path):
+    """INTERNAL_GRPC_SOCKET_PATH: the SPI and inference over a unix domain socket (the
+    reference's `grpcEndpoint: unix:/path` runtimes)."""
+    import os
+    import sys
+
+    from harness.mesh import ROOT, MeshProcess
+    from harness.mesh_client import Client
+    from harness.process import ManagedProcess
+
+    sock = tmp_path / "runtime.sock"
+    runtime = ManagedProcess("runtime-unix", [sys.executable, "-m", "harness.test_runtime"], tmp_path / "rt.log",
+                             env={**os.environ, "TEST_RUNTIME_SOCKET": str(sock), "TEST_RUNTIME_NAME": "unix-rt",
+                                  "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}"})
+    runtime.start(sock.exists, timeout=30)
+    mesh = MeshProcess(tmp_path, "unix", etcd.endpoint, runtime_port=0,
+                       extra_env={"INTERNAL_GRPC_SOCKET_PATH": str(sock)})
+    try:
+        mesh.start()
+        c = Client(mesh.target)
+        try:
+            await c.mesh.registerModel(pb.RegisterModelRequest(modelId="sock-m", modelInfo=model_info()))
+            resp = await c.infer("sock-m")
+            assert resp.model_name == "sock-m" and resp.parameters["runtime"].string_param == "unix-rt"
+        finally:
+            await c.close()
+    finally:
+        mesh.stop()
+        runtime.stop()
