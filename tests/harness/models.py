@@ -84,3 +84,41 @@ def iris_classes(resp) -> list[int]:
     if resp.raw_output_contents:
         return list(struct.unpack(f"<{len(IRIS_SAMPLES)}q", resp.raw_output_contents[0]))
     return list(resp.outputs[0].contents.int64_contents)
+
+
+_SLEEPER = textwrap.dedent('''
+    import time
+
+    import numpy as np
+    import triton_python_backend_utils as pb_utils
+
+
+    class TritonPythonModel:
+        """Sleeps SECONDS[0] seconds, then returns it: a slow model for deadline tests."""
+
+        def execute(self, requests):
+            responses = []
+            for request in requests:
+                seconds = pb_utils.get_input_tensor_by_name(request, "SECONDS").as_numpy()
+                time.sleep(float(seconds.flat[0]))
+                out = pb_utils.Tensor("SLEPT", seconds.astype(np.float32))
+                responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+            return responses
+''')
+
+_SLEEPER_CONFIG = """
+backend: "python"
+max_batch_size: 0
+input [ { name: "SECONDS", data_type: TYPE_FP32, dims: [ 1 ] } ]
+output [ { name: "SLEPT", data_type: TYPE_FP32, dims: [ 1 ] } ]
+instance_group [ { kind: KIND_CPU, count: 2 } ]
+"""
+
+
+def triton_python_sleeper(repo: Path, name: str = "sleeper") -> Path:
+    """A Triton python-backend model that sleeps as long as its input says."""
+    model_dir = repo / name
+    (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    (model_dir / "1" / "model.py").write_text(_SLEEPER)
+    (model_dir / "config.pbtxt").write_text(_SLEEPER_CONFIG)
+    return model_dir

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from harness.echo_models import triton_python_echo
-from harness.models import sklearn_iris, triton_python_doubler
+from harness.models import sklearn_iris, triton_python_doubler, triton_python_sleeper
 from harness.triton_options import TritonWithOptions
 from modelmesh.apps.rest_proxy import RestProxyApp, make_app
 from modelmesh.config.proxy import RestProxySettings
@@ -39,7 +39,8 @@ def proxy_triton(tmp_path_factory) -> Iterator[TritonWithOptions]:
     try:
         triton_python_echo(triton.repo, "echo")
         triton_python_doubler(triton.repo, "doubler")
-        load_models(triton.grpc_port, "echo", "doubler")
+        triton_python_sleeper(triton.repo, "sleeper")
+        load_models(triton.grpc_port, "echo", "doubler", "sleeper")
         yield triton
     finally:
         triton.stop()

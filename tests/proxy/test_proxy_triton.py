@@ -4,6 +4,8 @@ parameters, requested outputs and gRPC -> HTTP error mapping."""
 
 from __future__ import annotations
 
+import asyncio
+
 import struct
 
 import orjson
@@ -228,12 +230,17 @@ async def test_unreachable_runtime_is_503(start_proxy, http):
 
 
 async def test_client_deadline_is_forwarded(triton_url, http):
-    doc = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [3], "data": [1, 2.5, -3]}]}
-    url = f"{triton_url}/v2/models/doubler/infer"
-    async with http.post(url, json=doc, headers={"Grpc-Timeout": "30S"}) as r:
+    url = f"{triton_url}/v2/models/sleeper/infer"
+
+    def sleep_for(seconds):
+        return {"inputs": [{"name": "SECONDS", "datatype": "FP32", "shape": [1], "data": [seconds]}]}
+
+    async with http.post(url, json=sleep_for(0), headers={"Grpc-Timeout": "30S"}) as r:
         assert r.status == 200
-    # A deadline that has passed before the call is made: the gRPC side says so, mapped to 504.
-    async with http.post(url, json=doc, headers={"Grpc-Timeout": "1n"}) as r:
+    # The model takes 3 s; the client allows 300 ms: the gRPC call ends at the deadline (504).
+    started = asyncio.get_running_loop().time()
+    async with http.post(url, json=sleep_for(3), headers={"Grpc-Timeout": "300m"}) as r:
         assert r.status == 504 and "error" in await r.json()
-    async with http.post(url, json=doc, headers={"Grpc-Timeout": "soon"}) as r:
+    assert asyncio.get_running_loop().time() - started < 2.5
+    async with http.post(url, json=sleep_for(0), headers={"Grpc-Timeout": "soon"}) as r:
         assert r.status == 400 and "Grpc-Timeout" in (await r.json())["error"]
