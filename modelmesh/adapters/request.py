@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelmesh.config.json_object import parse_json_object
 from modelmesh.adapters.errors import InvalidModel
 from modelmesh.storage import paths as storage_paths
 
@@ -30,15 +30,7 @@ def check_model_id(model_id: str) -> None:
 
 
 def parse_key(text: str) -> dict[str, Any]:
-    if not text or not text.strip():
-        return {}
-    try:
-        key = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidModel(f"modelKey is not valid JSON: {e}") from None
-    if not isinstance(key, dict):
-        raise InvalidModel("modelKey must be a JSON object")
-    return key
+    return parse_json_object(text, "modelKey", InvalidModel)
 
 
 def model_type_of(key: dict[str, Any], fallback: str) -> str:

@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
+from modelmesh.config.json_object import parse_json_object
 from modelmesh.adapters.errors import InvalidModel
 
 DATATYPES = (
@@ -53,12 +53,7 @@ def _tensors(raw: object, where: str) -> tuple[TensorSpec, ...] | None:
 
 
 def parse_schema(text: str) -> ModelSchema:
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidModel(f"model schema is not valid JSON: {e}") from None
-    if not isinstance(raw, dict):
-        raise InvalidModel("model schema must be a JSON object")
+    raw = parse_json_object(text, "model schema", InvalidModel, empty_ok=False)
     return ModelSchema(_tensors(raw.get("inputs"), "inputs"), _tensors(raw.get("outputs"), "outputs"))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
+from modelmesh.config.json_object import parse_json_object
 
 DEFAULT_KEY = "_default"
 
@@ -41,14 +41,9 @@ class TypeConstraints:
 
     @classmethod
     def parse(cls, raw: bytes | str) -> "TypeConstraints":
-        if not raw or not str(raw).strip():
+        data = parse_json_object(raw, "type constraints", shape=" of type -> {required, preferred}")
+        if not data:
             return cls()
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            raise ValueError(f"type constraints are not valid JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise ValueError("type constraints must be a JSON object of type -> {required, preferred}")
         table = {}
         for type_, spec in data.items():
             if not isinstance(spec, dict):

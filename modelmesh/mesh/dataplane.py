@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import orjson
+from modelmesh.config.json_object import parse_json_object
 
 from modelmesh.mesh.constraints import inline_or_file
 
@@ -24,14 +24,9 @@ class DataPlaneConfig:
 
     @classmethod
     def parse(cls, raw: bytes | str) -> "DataPlaneConfig":
-        if not raw or not str(raw).strip():
+        data = parse_json_object(raw, "data-plane config")
+        if not data:
             return cls()
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            raise ValueError(f"data-plane config is not valid JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise ValueError("data-plane config must be a JSON object")
         configs = {}
         for method, spec in (data.get("rpcConfigs") or {}).items():
             path = spec.get("idExtractionPath") or ()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 
+from modelmesh.config.json_object import parse_json_object
 from modelmesh.storage.errors import PullInputError
 
 # Fields that address storage; the adapter gets the key without them after the pull.
@@ -36,14 +36,9 @@ def _optional_str(raw: dict[str, Any], name: str) -> str | None:
 
 def parse_model_key(text: str) -> ModelKey:
     """Parse the modelKey JSON; an empty string is an empty key."""
-    if not text or not text.strip():
+    raw = parse_json_object(text, "modelKey", PullInputError)
+    if not raw:
         return ModelKey()
-    try:
-        raw = orjson.loads(text)
-    except orjson.JSONDecodeError as e:
-        raise PullInputError(f"modelKey is not valid JSON: {e}") from None
-    if not isinstance(raw, dict):
-        raise PullInputError("modelKey must be a JSON object")
     params = raw.get("storage_params") or {}
     if not isinstance(params, dict):
         raise PullInputError("modelKey field 'storage_params' must be an object")

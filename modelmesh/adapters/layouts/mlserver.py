@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any
 
+from modelmesh.config.json_object import parse_json_object
 from modelmesh.adapters.errors import InvalidModel
 from modelmesh.adapters.files import confined, fresh_dir, require_exists, symlink, write_atomic
 from modelmesh.adapters.schema import ModelSchema, load_schema
@@ -35,12 +36,7 @@ def _inject_schema(settings: dict[str, Any], schema: ModelSchema | None) -> None
 
 
 def rewrite_settings(text: str, model_id: str, target: str, schema: ModelSchema | None) -> dict[str, Any]:
-    try:
-        settings = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidModel(f"{SETTINGS_FILE} is not valid JSON: {e}") from None
-    if not isinstance(settings, dict):
-        raise InvalidModel(f"{SETTINGS_FILE} must hold a JSON object")
+    settings = parse_json_object(text, SETTINGS_FILE, InvalidModel, empty_ok=False)
     settings["name"] = model_id
     params = settings.get("parameters")
     if isinstance(params, dict) and isinstance(params.get("uri"), str):
