@@ -34,7 +34,7 @@ from modelmesh.storage.providers.rest import (
     TRANSPORT_ERRORS,
     Sessions,
     status_error,
-    stream_body,
+    stream_object,
     transport_error,
 )
 from modelmesh.storage.retry import RetryPolicy, with_retries
@@ -105,17 +105,10 @@ class AzureProvider:
         def blob_url(key: str) -> str:
             return self._url(account, f"{container_path}/{quote(key, safe='/~')}", {})
 
-        async def read(key: str, start: int | None, end: int | None) -> AsyncIterator[bytes]:
-            what = f"{where} blob {key!r}"
+        def read(key: str, start: int | None, end: int | None) -> AsyncIterator[bytes]:
             extra = {} if start is None else {"x-ms-range": f"bytes={start}-{end}"}
-            try:
-                async with await self._get(account, session, blob_url(key), extra) as resp:
-                    if resp.status != (200 if start is None else 206):
-                        raise status_error(resp.status, resp.reason or "", what, _error_code(await resp.text()))
-                    async for chunk in stream_body(resp, what):
-                        yield chunk
-            except TRANSPORT_ERRORS as e:
-                raise transport_error(e, what) from None
+            return stream_object(lambda: self._get(account, session, blob_url(key), extra),
+                                 f"{where} blob {key!r}", start is not None, _error_code)
 
         await self.downloader.download(plan, read)
 

@@ -29,7 +29,7 @@ from modelmesh.storage.providers.rest import (
     TRANSPORT_ERRORS,
     Sessions,
     status_error,
-    stream_body,
+    stream_object,
     transport_error,
 )
 from modelmesh.storage.retry import RetryPolicy, with_retries
@@ -129,19 +129,14 @@ class GcsProvider:
         def media_url(key: str) -> str:
             return f"{base}/{quote(key, safe='')}?alt=media"
 
-        async def read(key: str, start: int | None, end: int | None) -> AsyncIterator[bytes]:
-            what = f"{where} object {key!r}"
-            h = await headers()
-            if start is not None:
-                h["Range"] = f"bytes={start}-{end}"
-            try:
-                async with session.get(media_url(key), headers=h) as resp:
-                    if resp.status != (200 if start is None else 206):
-                        raise status_error(resp.status, resp.reason or "", what, (await resp.text())[:200])
-                    async for chunk in stream_body(resp, what):
-                        yield chunk
-            except TRANSPORT_ERRORS as e:
-                raise transport_error(e, what) from None
+        def read(key: str, start: int | None, end: int | None) -> AsyncIterator[bytes]:
+            async def open_response():
+                h = await headers()
+                if start is not None:
+                    h["Range"] = f"bytes={start}-{end}"
+                return session.get(media_url(key), headers=h)
+
+            return stream_object(open_response, f"{where} object {key!r}", start is not None)
 
         await self.downloader.download(plan, read)
 

@@ -7,7 +7,8 @@ import asyncio
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 
@@ -86,6 +87,21 @@ async def stream_body(resp: aiohttp.ClientResponse, where: str) -> AsyncIterator
             yield chunk
     except TRANSPORT_ERRORS as e:
         raise transport_error(e, where) from None
+
+
+async def stream_object(open_response: Callable[[], Awaitable[Any]], what: str, ranged: bool,
+                        error_detail: Callable[[str], str] = lambda body: body[:200]) -> AsyncIterator[bytes]:
+    """Stream one object, or one byte range of it, from the response `open_response()` gives
+    (an aiohttp request context). Anything but 200 (206 for a range) is a PullError naming
+    `what` with `error_detail(body)`; transport failures are mapped as well."""
+    try:
+        async with await open_response() as resp:
+            if resp.status != (206 if ranged else 200):
+                raise status_error(resp.status, resp.reason or "", what, error_detail(await resp.text()))
+            async for chunk in stream_body(resp, what):
+                yield chunk
+    except TRANSPORT_ERRORS as e:
+        raise transport_error(e, what) from None
 
 
 async def write_stream(fd: int, chunks: AsyncIterator[bytes]) -> int:
