@@ -41,3 +41,13 @@ async def client_for():
     yield make
     for c in clients:
         await c.close()
+
+
+@pytest.fixture
+def private_etcd(tmp_path):
+    """An etcd of the test's own, for tests that stop or restart it or count its calls."""
+    from harness.services import EtcdServer
+
+    server = EtcdServer(tmp_path / "etcd").start()
+    yield server
+    server.stop()

@@ -6,35 +6,31 @@ import random
 from harness.mesh_client import drive_random_traffic as _drive
 from harness.mesh_client import model_info
 from harness.mesh_client import register_many as _register_many
-from harness.services import EtcdServer
 from modelmesh.protos import model_mesh_pb2 as pb
 
 MB = 1_000_000
 
 
-async def test_thousand_models_over_three_instances_with_room_for_a_hundred(tmp_path, nodes, client_for):
-    etcd = EtcdServer(tmp_path / "etcd").start()
-    try:
-        # 3 x 34 MB at 1 MB per model: room for about 100 of the 1,000 models at once.
-        cluster = [nodes(etcd, f"c{i}", capacity=34 * MB) for i in range(3)]
-        clients = [client_for(n) for n in cluster]
-        ids = [f"model-{i:04d}" for i in range(1000)]
-        await _register_many(clients[0], ids)
-        rng = random.Random(7)
-        failures = await _drive(clients, ids, count=600, concurrency=16, rng=rng)
-        assert failures == []
-        total_loaded = 0
-        for node in cluster:
-            state = await node.runtime.loaded()
-            assert state["peak_bytes"] <= 34 * MB, f"{node.name} held {state['peak_bytes']} bytes"
-            total_loaded += len(state["loaded"])
-        assert 30 < total_loaded <= 102
-        # Every registration is still there, and every loaded copy is listed in the registry.
-        for mid in rng.sample(ids, 50):
-            status = await clients[1].mesh.getModelStatus(pb.GetStatusRequest(modelId=mid))
-            assert status.status in (pb.ModelStatusInfo.NOT_LOADED, pb.ModelStatusInfo.LOADED)
-    finally:
-        etcd.stop()
+async def test_thousand_models_over_three_instances_with_room_for_a_hundred(private_etcd, nodes, client_for):
+    etcd = private_etcd
+    # 3 x 34 MB at 1 MB per model: room for about 100 of the 1,000 models at once.
+    cluster = [nodes(etcd, f"c{i}", capacity=34 * MB) for i in range(3)]
+    clients = [client_for(n) for n in cluster]
+    ids = [f"model-{i:04d}" for i in range(1000)]
+    await _register_many(clients[0], ids)
+    rng = random.Random(7)
+    failures = await _drive(clients, ids, count=600, concurrency=16, rng=rng)
+    assert failures == []
+    total_loaded = 0
+    for node in cluster:
+        state = await node.runtime.loaded()
+        assert state["peak_bytes"] <= 34 * MB, f"{node.name} held {state['peak_bytes']} bytes"
+        total_loaded += len(state["loaded"])
+    assert 30 < total_loaded <= 102
+    # Every registration is still there, and every loaded copy is listed in the registry.
+    for mid in rng.sample(ids, 50):
+        status = await clients[1].mesh.getModelStatus(pb.GetStatusRequest(modelId=mid))
+        assert status.status in (pb.ModelStatusInfo.NOT_LOADED, pb.ModelStatusInfo.LOADED)
 
 
 async def test_lru_evicts_least_recently_used(etcd, nodes, client_for):

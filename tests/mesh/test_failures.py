@@ -7,7 +7,6 @@ import grpc
 import pytest
 
 from harness.mesh_client import model_info
-from harness.services import EtcdServer
 from modelmesh.protos import model_mesh_pb2 as pb
 
 from harness.mesh_client import drive_random_traffic as _drive
@@ -24,50 +23,44 @@ async def wait_for(condition, timeout):
 ST = pb.ModelStatusInfo
 
 
-async def test_killed_instance_mid_traffic(tmp_path, nodes, client_for):
-    etcd = EtcdServer(tmp_path / "etcd").start()
-    try:
-        cluster = [nodes(etcd, f"k{i}", capacity=20 * MB) for i in range(3)]
-        survivors = [client_for(n) for n in cluster[:2]]
-        ids = [f"km-{i:03d}" for i in range(60)]
-        await _register_many(survivors[0], ids)
-        rng = random.Random(3)
-        assert await _drive(survivors, ids, count=150, concurrency=8, rng=rng) == []
-        done: list = []
-        traffic = asyncio.ensure_future(_drive(survivors, ids, count=400, concurrency=8, rng=rng, progress=done))
-        await wait_for(lambda: len(done) >= 50, 60)  # kill it while traffic is in flight
-        cluster[2].kill()
-        failures = await traffic
-        # Requests already inside the dead instance may fail; nothing after that.
-        assert len(failures) <= 8, failures
-        assert await _drive(survivors, ids, count=150, concurrency=8, rng=rng) == []
-        for mid in ids:  # no registration lost
-            st = await survivors[0].mesh.getModelStatus(pb.GetStatusRequest(modelId=mid))
-            assert st.status != ST.NOT_FOUND
-    finally:
-        etcd.stop()
+async def test_killed_instance_mid_traffic(private_etcd, nodes, client_for):
+    etcd = private_etcd
+    cluster = [nodes(etcd, f"k{i}", capacity=20 * MB) for i in range(3)]
+    survivors = [client_for(n) for n in cluster[:2]]
+    ids = [f"km-{i:03d}" for i in range(60)]
+    await _register_many(survivors[0], ids)
+    rng = random.Random(3)
+    assert await _drive(survivors, ids, count=150, concurrency=8, rng=rng) == []
+    done: list = []
+    traffic = asyncio.ensure_future(_drive(survivors, ids, count=400, concurrency=8, rng=rng, progress=done))
+    await wait_for(lambda: len(done) >= 50, 60)  # kill it while traffic is in flight
+    cluster[2].kill()
+    failures = await traffic
+    # Requests already inside the dead instance may fail; nothing after that.
+    assert len(failures) <= 8, failures
+    assert await _drive(survivors, ids, count=150, concurrency=8, rng=rng) == []
+    for mid in ids:  # no registration lost
+        st = await survivors[0].mesh.getModelStatus(pb.GetStatusRequest(modelId=mid))
+        assert st.status != ST.NOT_FOUND
 
 
-async def test_etcd_restart_mid_traffic(tmp_path, nodes, client_for):
-    etcd = EtcdServer(tmp_path / "etcd").start()
-    try:
-        cluster = [nodes(etcd, f"e{i}", capacity=50 * MB) for i in range(2)]
-        clients = [client_for(n) for n in cluster]
-        ids = [f"em-{i:02d}" for i in range(20)]
-        await _register_many(clients[0], ids)
-        rng = random.Random(5)
-        assert await _drive(clients, ids, count=100, concurrency=8, rng=rng) == []  # all loaded now
-        etcd.stop()
-        # Loaded models keep serving from memory while etcd is down.
-        assert await _drive(clients, ids, count=100, concurrency=8, rng=rng) == []
-        etcd.start()
-        await clients[1].mesh.registerModel(pb.RegisterModelRequest(modelId="after-restart", modelInfo=model_info()),
-                                            timeout=30)
-        resp = await clients[0].infer("after-restart")
-        assert resp.model_name == "after-restart"
-        assert await _drive(clients, ids, count=100, concurrency=8, rng=rng) == []
-    finally:
-        etcd.stop()
+async def test_etcd_restart_mid_traffic(private_etcd, nodes, client_for):
+    etcd = private_etcd
+    cluster = [nodes(etcd, f"e{i}", capacity=50 * MB) for i in range(2)]
+    clients = [client_for(n) for n in cluster]
+    ids = [f"em-{i:02d}" for i in range(20)]
+    await _register_many(clients[0], ids)
+    rng = random.Random(5)
+    assert await _drive(clients, ids, count=100, concurrency=8, rng=rng) == []  # all loaded now
+    etcd.stop()
+    # Loaded models keep serving from memory while etcd is down.
+    assert await _drive(clients, ids, count=100, concurrency=8, rng=rng) == []
+    etcd.start()
+    await clients[1].mesh.registerModel(pb.RegisterModelRequest(modelId="after-restart", modelInfo=model_info()),
+                                        timeout=30)
+    resp = await clients[0].infer("after-restart")
+    assert resp.model_name == "after-restart"
+    assert await _drive(clients, ids, count=100, concurrency=8, rng=rng) == []
 
 
 async def test_load_failure_is_recorded_retried_elsewhere_then_fails_fast(etcd, nodes, client_for):

@@ -115,25 +115,21 @@ def _etcd_calls(etcd) -> dict[str, float]:
     return calls
 
 
-async def test_hits_never_touch_etcd(tmp_path, nodes, client_for):
-    from harness.services import EtcdServer
+async def test_hits_never_touch_etcd(private_etcd, nodes, client_for):
 
-    etcd = EtcdServer(tmp_path / "etcd").start()  # our own: nothing else talks to it
-    try:
-        a, b = nodes(etcd, "hot-path-a"), nodes(etcd, "hot-path-b")
-        ca, cb = client_for(a), client_for(b)
-        await ca.mesh.registerModel(pb.RegisterModelRequest(modelId="hp", modelInfo=model_info()))
-        await ca.infer("hp")
-        await cb.infer("hp")  # b learns where the copy is
-        before = _etcd_calls(etcd)
-        for _ in range(100):
-            await ca.infer("hp")  # local hit
-            await cb.infer("hp")  # forwarded to a's copy
-        after = _etcd_calls(etcd)
-        reads = after.get("Range", 0) - before.get("Range", 0)
-        writes = after.get("Txn", 0) + after.get("Put", 0) - before.get("Txn", 0) - before.get("Put", 0)
-        # 200 requests; the only KV traffic is each instance's periodic upkeep (about 1/s).
-        assert reads <= 5, reads
-        assert writes <= 20, writes
-    finally:
-        etcd.stop()
+    etcd = private_etcd  # our own: nothing else talks to it
+    a, b = nodes(etcd, "hot-path-a"), nodes(etcd, "hot-path-b")
+    ca, cb = client_for(a), client_for(b)
+    await ca.mesh.registerModel(pb.RegisterModelRequest(modelId="hp", modelInfo=model_info()))
+    await ca.infer("hp")
+    await cb.infer("hp")  # b learns where the copy is
+    before = _etcd_calls(etcd)
+    for _ in range(100):
+        await ca.infer("hp")  # local hit
+        await cb.infer("hp")  # forwarded to a's copy
+    after = _etcd_calls(etcd)
+    reads = after.get("Range", 0) - before.get("Range", 0)
+    writes = after.get("Txn", 0) + after.get("Put", 0) - before.get("Txn", 0) - before.get("Put", 0)
+    # 200 requests; the only KV traffic is each instance's periodic upkeep (about 1/s).
+    assert reads <= 5, reads
+    assert writes <= 20, writes
