@@ -116,7 +116,6 @@ def _etcd_calls(etcd) -> dict[str, float]:
 
 
 async def test_hits_never_touch_etcd(private_etcd, nodes, client_for):
-
     etcd = private_etcd  # our own: nothing else talks to it
     a, b = nodes(etcd, "hot-path-a"), nodes(etcd, "hot-path-b")
     ca, cb = client_for(a), client_for(b)
