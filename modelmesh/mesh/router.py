@@ -86,6 +86,7 @@ class Router:
         self._peer_inflight: dict[str, int] = {}
         self.requests_by_model: dict[str, int] = {}  # read and reset by the janitor (rpm)
         self._metric_children: dict[tuple[str, str], tuple] = {}
+        self._refusals: dict[str, str | None] = {}
         # Called when a local copy has more requests in flight than a copy should take.
         self.on_overloaded: Callable[[str], None] = lambda model_id: None
         self.max_inflight_per_copy = 0
@@ -93,13 +94,16 @@ class Router:
         self.payloads: PayloadProcessors | None = None  # MM_PAYLOAD_PROCESSORS, when set
 
     def _children(self, method: str, code: str) -> tuple:
+        """Metric children of (full gRPC method, code), labelled with the short method name."""
         key = (method, code)
         children = self._metric_children.get(key)
         if children is None:
-            m = self.metrics
+            m, short = self.metrics, method.rsplit("/", 1)[-1]
+            if len(self._metric_children) >= 1000:  # method names come from clients: bound the labels
+                short = "other"
             children = self._metric_children[key] = (
-                m.invoke_ms.labels(method, code), m.request_size.labels(method, code),
-                m.response_size.labels(method, code))
+                m.invoke_ms.labels(short, code), m.request_size.labels(short, code),
+                m.response_size.labels(short, code))
         return children
 
     # --- entry point ----------------------------------------------------------------------
@@ -107,7 +111,6 @@ class Router:
     async def handle(self, method: str, data: bytes, context: grpc.aio.ServicerContext, internal: bool) -> bytes:
         started = time.perf_counter()
         code = "OK"
-        short = method.rsplit("/", 1)[-1]
         try:
             metadata = context.invocation_metadata() or ()
             if not internal:
@@ -125,7 +128,7 @@ class Router:
                 await context.send_initial_metadata(((MODEL_ID, model_id),))
             else:
                 response = await self._invoke_many(ids, method, data, passthrough, timeout, internal)
-            _, req_size, resp_size = self._children(short, code)
+            _, req_size, resp_size = self._children(method, code)
             req_size.observe(len(data))
             resp_size.observe(len(response))
             return response
@@ -142,7 +145,7 @@ class Router:
             code = "CANCELLED"
             raise
         finally:
-            self._children(short, code)[0].observe((time.perf_counter() - started) * 1000)
+            self._children(method, code)[0].observe((time.perf_counter() - started) * 1000)
 
     async def _invoke_with_payloads(self, requested: tuple[str, bool], model_id: str, method: str, data: bytes,
                                     metadata: list, timeout: float | None) -> bytes:
@@ -166,14 +169,25 @@ class Router:
     # --- which model ----------------------------------------------------------------------
 
     def _check_method(self, method: str) -> None:
+        """Refuse methods the mesh must not route; the verdict per method is computed once."""
+        refusal = self._refusals.get(method, False)
+        if refusal is False:
+            refusal = self._refusal(method)
+            if len(self._refusals) < 1000:  # bounded: method names come from clients
+                self._refusals[method] = refusal
+        if refusal is not None:
+            raise MeshError(refusal, grpc.StatusCode.UNIMPLEMENTED)
+
+    def _refusal(self, method: str) -> str | None:
         if method.startswith("/mmesh.ModelRuntime/"):
-            raise MeshError(f"method {method} is not reachable through the mesh", grpc.StatusCode.UNIMPLEMENTED)
+            return f"method {method} is not reachable through the mesh"
         dp = self.config.dataplane
         if not dp.allows(method):
-            raise MeshError(f"method {method} is not enabled in the data-plane config", grpc.StatusCode.UNIMPLEMENTED)
+            return f"method {method} is not enabled in the data-plane config"
         if not self.config.allow_any_method and method not in self.config.injection_paths \
                 and dp.for_method(method) is None:
-            raise MeshError(f"method {method} is not supported by the runtime", grpc.StatusCode.UNIMPLEMENTED)
+            return f"method {method} is not supported by the runtime"
+        return None
 
     def _model_ids(self, method: str, data: bytes, metadata: Sequence[tuple[str, str | bytes]]) -> list[tuple[str, bool]]:
         rpc = self.config.dataplane.for_method(method)
