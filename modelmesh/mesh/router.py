@@ -99,11 +99,13 @@ class Router:
         children = self._metric_children.get(key)
         if children is None:
             m, short = self.metrics, method.rsplit("/", 1)[-1]
-            if len(self._metric_children) >= 1000:  # method names come from clients: bound the labels
+            full = len(self._metric_children) >= 1000  # method names come from clients: bound the labels
+            if full:
                 short = "other"
-            children = self._metric_children[key] = (
-                m.invoke_ms.labels(short, code), m.request_size.labels(short, code),
-                m.response_size.labels(short, code))
+            children = (m.invoke_ms.labels(short, code), m.request_size.labels(short, code),
+                        m.response_size.labels(short, code))
+            if not full:
+                self._metric_children[key] = children
         return children
 
     # --- entry point ----------------------------------------------------------------------
