@@ -97,7 +97,6 @@ class Table(Generic[R]):
         # watch to echo it.
         self._recent: dict[str, tuple[R, int]] = {}
         self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._any_waiters: set[asyncio.Event] = set()
         self.view.on_change(self._changed)
 
     async def start(self, timeout_s: float | None = None) -> None:
@@ -139,9 +138,6 @@ class Table(Generic[R]):
     def __len__(self) -> int:
         return len(self.view)
 
-    def ids(self) -> list[str]:
-        return list(self.view)
-
     def items(self) -> dict[str, R]:
         """A snapshot dict, rebuilt only after a change (cheap to call per request)."""
         if self._snapshot is None:
@@ -158,8 +154,6 @@ class Table(Generic[R]):
                     del recent[c.id]
             for ev in self._waiters.get(c.id, ()):
                 ev.set()
-        for ev in self._any_waiters:
-            ev.set()
 
     async def wait_for(self, id: str, predicate: Callable[[R | None], bool], timeout_s: float,
                        recheck_s: float = 0.5) -> bool:
@@ -186,16 +180,6 @@ class Table(Generic[R]):
                 waiters.discard(ev)
                 if not waiters:
                     del self._waiters[id]
-
-    async def wait_any_change(self, timeout_s: float) -> None:
-        ev = asyncio.Event()
-        self._any_waiters.add(ev)
-        try:
-            await asyncio.wait_for(ev.wait(), timeout_s)
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            self._any_waiters.discard(ev)
 
     # --- writes (compare-and-swap) --------------------------------------------------------
 
