@@ -23,11 +23,10 @@ from modelmesh.mesh.loader import ModelLoader
 from modelmesh.mesh.metrics import MeshMetrics
 from modelmesh.mesh.payloads import PayloadProcessors
 from modelmesh.mesh.placement import choose_instance, eligible_instances
-from modelmesh.mesh.records import InstanceRecord, ModelRecord, VModelRecord
+from modelmesh.mesh.records import NO_INSTANCE, InstanceRecord, ModelRecord, VModelRecord
 from modelmesh.mesh.router import MAX_FAILED_INSTANCES, Router, RoutingConfig
 from modelmesh.mesh.runtime_client import RuntimeClient, runtime_target
 from modelmesh.mesh.server import bind, build_external_server, build_internal_server, server_credentials
-from modelmesh.mesh.status import NO_INSTANCE
 from modelmesh.mesh.tables import Table
 from modelmesh.mesh.transitions import VModelTransitions
 from modelmesh.observability.logging import get_logger
@@ -68,7 +67,10 @@ class MeshInstance:
         prefix = mesh_key_prefix(getattr(self.store, "root_prefix", ""), s.kv_prefix, s.service_name)
         self.prefix = prefix
         self.models: Table[ModelRecord] = Table(self.store, prefix + "registry/", ModelRecord.from_json, "registry")
-        self.vmodels: Table[VModelRecord] = Table(self.store, prefix + "vmodels/", VModelRecord.from_json, "vmodels")
+        # vmodel writes wait for the watch: the vmodel -> model index (VModelTransitions) is
+        # derived from it and decides what an auto-deleted model still serves.
+        self.vmodels: Table[VModelRecord] = Table(self.store, prefix + "vmodels/", VModelRecord.from_json, "vmodels",
+                                                  echo_writes=True)
         self.instances: Table[InstanceRecord] = Table(self.store, prefix + "instances/", InstanceRecord.from_json,
                                                       "instances")
         for table in (self.models, self.vmodels, self.instances):
@@ -213,7 +215,7 @@ class MeshInstance:
         if record is None or self.live_holders(record):
             return
         live = self.instances.items()
-        failures = {i for i in record.live_failures(now_ms(), self.settings.load_failure_expiry_ms) if i != NO_INSTANCE}
+        failures = record.failed_instances(now_ms(), self.settings.load_failure_expiry_ms)
         if len(failures) >= MAX_FAILED_INSTANCES:
             await self.transitions.model_failed(model_id)
             return
@@ -224,12 +226,12 @@ class MeshInstance:
                 await self._record_unplaceable(model_id)
             await self.transitions.model_failed(model_id)
             return
-        if NO_INSTANCE in record.failed_in:
-            await self.models.update(model_id, lambda r: r and r.without_failure_on(NO_INSTANCE))
-        # Claim the load for the chosen instance before answering, so a status read right
-        # after loadNow/setVModel says LOADING, not NOT_LOADED.
-        await self.models.update(
-            model_id, lambda r: r and (r if target in r.loading_in else r.loading_on(target, now_ms())))
+        # Claim the load for the chosen instance before answering (one write, which also
+        # clears a "no instance" failure), so a status read right after loadNow/setVModel
+        # says LOADING, not NOT_LOADED.
+        await self.models.update(model_id, lambda r: r and (
+            r if target in r.loading_in and NO_INSTANCE not in r.failed_in
+            else r.without_failure_on(NO_INSTANCE).loading_on(target, now_ms())))
         if target == self.id:
             self._spawn(self._load_in_background(model_id))
         else:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from modelmesh.mesh.cache import now_ms
 from modelmesh.mesh.placement import choose_instance
-from modelmesh.mesh.status import NO_INSTANCE
+from modelmesh.mesh.records import NO_INSTANCE
 from modelmesh.observability.logging import get_logger
 
 if TYPE_CHECKING:

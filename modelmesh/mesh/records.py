@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 SIZE_UNIT = 8192  # the reference stores instance capacity/used in 8 KiB units
+NO_INSTANCE = "-"  # failed_in key for "no instance could take the load" (not a real instance)
 
 
 def _compact(d: dict[str, Any]) -> bytes:
@@ -75,6 +76,10 @@ class ModelRecord:
 
     def live_failures(self, now_ms: int, expiry_ms: int) -> dict[str, int]:
         return {i: t for i, t in self.failed_in.items() if now_ms - t < expiry_ms}
+
+    def failed_instances(self, now_ms: int, expiry_ms: int) -> set[str]:
+        """Instances where a load failed recently (not the NO_INSTANCE marker)."""
+        return {i for i in self.live_failures(now_ms, expiry_ms) if i != NO_INSTANCE}
 
     # --- state changes (each returns a new record) ---------------------------------------
 

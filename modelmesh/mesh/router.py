@@ -291,11 +291,11 @@ class Router:
         return holders or [i for i in record.loading_in if i in live and i != self.instance_id and i not in tried]
 
     def _place(self, record: ModelRecord, tried: set[str]) -> str:
-        failures = record.live_failures(now_ms(), self.config.load_failure_expiry_ms)
+        failures = record.failed_instances(now_ms(), self.config.load_failure_expiry_ms)
         if len(failures) >= MAX_FAILED_INSTANCES:
             raise self._final_failure(record, "")
         target = choose_instance(record.type, self.config.default_size, self.instances.items(),
-                                 self.config.constraints, self.instance_id, exclude=set(failures) | tried)
+                                 self.config.constraints, self.instance_id, exclude=failures | tried)
         if target is None:
             if failures or tried:
                 raise self._final_failure(record, "")

@@ -9,7 +9,6 @@ from modelmesh.protos import model_mesh_pb2 as pb
 
 MS = pb.ModelStatusInfo
 VS = pb.VModelStatusInfo
-NO_INSTANCE = "-"  # failed_in key for "no instance could take the load" (not a real instance)
 
 
 def model_status(record: ModelRecord | None, instances: Mapping[str, InstanceRecord], now_ms: int,

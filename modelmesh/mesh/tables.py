@@ -84,8 +84,13 @@ class CasBatcher:
 
 
 class Table(Generic[R]):
-    def __init__(self, store: KVStore, prefix: str, decode: Callable[[bytes], R], name: str) -> None:
+    def __init__(self, store: KVStore, prefix: str, decode: Callable[[bytes], R], name: str,
+                 echo_writes: bool = False) -> None:
+        """`echo_writes`: a write returns only once the view (and so every on_change
+        subscriber, e.g. a derived index) has seen it; otherwise readers of this table see
+        our writes at once through an overlay, but subscribers only when the watch delivers."""
         self.store = store
+        self._echo_writes = echo_writes
         self._cas = CasBatcher(store)
         self.prefix = prefix
         self.name = name
@@ -212,6 +217,8 @@ class Table(Generic[R]):
             ok, kv = await self._cas.compare_and_swap(self._key(id), revision, new.to_json(), lease)
             if ok:
                 self._remember(id, new, kv.mod_revision)
+                if self._echo_writes:
+                    await self._echo(kv.mod_revision)
                 return new
             current, revision = (self._decode(kv.value), kv.mod_revision) if kv else (None, 0)
         raise MeshError(f"too much contention updating {self.name}/{id}")
@@ -220,6 +227,8 @@ class Table(Generic[R]):
         ok, kv = await self._cas.compare_and_swap(self._key(id), 0, record.to_json(), lease)
         if ok:
             self._remember(id, record, kv.mod_revision)
+            if self._echo_writes:
+                await self._echo(kv.mod_revision)
         return ok
 
     async def put(self, id: str, record: R, lease: Lease | None = None) -> None:

@@ -10,7 +10,6 @@ from modelmesh.mesh.cache import now_ms
 from modelmesh.mesh.placement import choose_instance
 from modelmesh.mesh.records import VModelRecord
 from modelmesh.mesh.router import MAX_FAILED_INSTANCES
-from modelmesh.mesh.status import NO_INSTANCE
 from modelmesh.observability.logging import get_logger
 
 if TYPE_CHECKING:
@@ -80,7 +79,7 @@ class VModelTransitions:
         vids = self.referring(model_id)
         if not vids:
             return
-        failures = {i for i in record.live_failures(now_ms(), mesh.settings.load_failure_expiry_ms) if i != NO_INSTANCE}
+        failures = record.failed_instances(now_ms(), mesh.settings.load_failure_expiry_ms)
         can_retry = len(failures) < MAX_FAILED_INSTANCES and choose_instance(
             record.type, mesh.default_size, mesh.instances.items(), mesh.constraints, mesh.id, exclude=failures
         ) is not None
