@@ -92,7 +92,9 @@ class ModelLoader:
         try:
             async with self._loading:
                 self.metrics.loading_queue_delay.observe((time.monotonic() - queued) * 1000)
-                claimed = await self.models.update(model_id, lambda r: r and r.loading_on(self.instance_id, now_ms()))
+                # Already claimed for us when another path placed the load here: no second write.
+                claimed = await self.models.update(model_id, lambda r: r and (
+                    r if self.instance_id in r.loading_in else r.loading_on(self.instance_id, now_ms())))
                 if claimed is None:
                     raise ModelNotFound(f"model {model_id} was unregistered")
                 started = time.monotonic()
