@@ -80,7 +80,7 @@ class ControllerApp(ObservedApp):
         api = KubeApi(self.api_client)
         cert = Path(s.webhook_cert_dir) / "tls.crt"
         key = Path(s.webhook_cert_dir) / "tls.key"
-        if cert.exists() and key.exists():
+        if s.webhook_identity() is not None:  # checked at start-up: both files, or neither
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(str(cert), str(key))
             self.webhook = AdmissionWebhook(self._host, s.webhook_port, ctx)

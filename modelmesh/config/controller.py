@@ -7,6 +7,7 @@ from pathlib import Path
 
 from modelmesh.config.common import LogSettings
 from modelmesh.config.settings import parse_bool, port, setting
+from modelmesh.config.tls import TlsIdentity, load_identity
 
 _SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -47,3 +48,14 @@ class ControllerSettings(LogSettings):
         "MESH_TABLE_WATCH", True, "watch the mesh's etcd tables for load results (else poll the mesh)",
         parse=parse_bool,
     )
+
+    def webhook_identity(self) -> TlsIdentity | None:
+        """The webhook's certificate: None when the cert dir holds neither file (webhook off);
+        one without the other, or an unusable one, is an error."""
+        directory = Path(self.webhook_cert_dir)
+        cert, key = directory / "tls.crt", directory / "tls.key"
+        return load_identity(str(cert) if cert.exists() else "", "WEBHOOK_CERT_DIR (tls.crt)",
+                             str(key) if key.exists() else "", "WEBHOOK_CERT_DIR (tls.key)")
+
+    def validate(self) -> None:
+        self.webhook_identity()

@@ -16,6 +16,7 @@ from modelmesh.config.settings import (
     positive,
     setting,
 )
+from modelmesh.config.tls import ServerTls, load_server_tls, parse_client_auth
 
 
 def _no_slash_or_space(value: str) -> str | None:
@@ -103,7 +104,18 @@ class MeshSettings(LogSettings):
         "MM_RUNTIME_STARTUP_TIMEOUT_SECS", 180.0, "how long to wait for the runtime to be READY (ours)", check=positive)
     reap_delay_ms: int = setting(
         "MM_REAP_DELAY_MS", 600000, "departed instances stay in model records this long (ours)", check=non_negative)
-    tls_key_cert_path: str = setting("MM_TLS_KEY_CERT_PATH", "", "TLS certificate (PEM) of the external port")
+    tls_key_cert_path: str = setting(
+        "MM_TLS_KEY_CERT_PATH", "", "TLS certificate (PEM) of the external and the internal port, shared by peers")
     tls_private_key_path: str = setting("MM_TLS_PRIVATE_KEY_PATH", "", "TLS private key (PEM)")
-    tls_client_auth: str = setting("MM_TLS_CLIENT_AUTH", "", "none | optional | require")
-    tls_trust_cert_path: str = setting("MM_TLS_TRUST_CERT_PATH", "", "CA bundle for client certs and peers")
+    tls_client_auth: str = setting("MM_TLS_CLIENT_AUTH", "none", "none | optional | require (any case)",
+                                   parse=parse_client_auth)
+    tls_trust_cert_path: str = setting(
+        "MM_TLS_TRUST_CERT_PATH", "", "PEM files, comma separated: who may present client certificates (peers too)")
+
+    def server_tls(self) -> ServerTls | None:
+        """The TLS of both ports (None: plaintext); reads and checks the files."""
+        return load_server_tls(self.tls_key_cert_path, self.tls_private_key_path, self.tls_client_auth,
+                               self.tls_trust_cert_path)
+
+    def validate(self) -> None:
+        self.server_tls()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from modelmesh.config.common import LogSettings
 from modelmesh.config.settings import parse_bool, port, positive, setting
+from modelmesh.config.tls import ServerTls, load_server_tls, parse_client_auth, read_certificates
 
 
 @dataclass(frozen=True)
@@ -37,3 +38,16 @@ class RestProxySettings(LogSettings):
         "MM_TLS_KEY_CERT_PATH", "", "TLS certificate (PEM): serve HTTPS, and present it to the gRPC side"
     )
     tls_key_path: str = setting("MM_TLS_PRIVATE_KEY_PATH", "", "TLS private key (PEM) of MM_TLS_KEY_CERT_PATH")
+    tls_client_auth: str = setting("MM_TLS_CLIENT_AUTH", "none",
+                                   "HTTPS clients: none | optional | require a certificate", parse=parse_client_auth)
+    tls_trust_cert_path: str = setting(
+        "MM_TLS_TRUST_CERT_PATH", "", "PEM files, comma separated: who may present client certificates")
+
+    def https_tls(self) -> ServerTls | None:
+        """TLS of the HTTP side (None: plain HTTP); reads and checks the files."""
+        return load_server_tls(self.tls_cert_path, self.tls_key_path, self.tls_client_auth, self.tls_trust_cert_path)
+
+    def validate(self) -> None:
+        self.https_tls()
+        if self.grpc_ca_path:
+            read_certificates(self.grpc_ca_path, "REST_PROXY_GRPC_CA_PATH")

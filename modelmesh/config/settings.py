@@ -170,7 +170,13 @@ def load_settings(cls: type[T], env: Mapping[str, str], overrides: Mapping[str, 
             if problem:
                 raise SettingsError(f"invalid {source}={shown!r}: {problem}")
         values[f.name] = value
-    return cls(**values)
+    settings = cls(**values)
+    # Checks that span several settings or read the files they name (TLS material) are
+    # the class's own: `validate()` raises SettingsError naming the setting.
+    validate = getattr(settings, "validate", None)
+    if validate is not None:
+        validate()
+    return settings
 
 
 def describe(cls: type) -> list[tuple[str, str, str, str]]:

@@ -27,10 +27,16 @@ def self_signed_pair(directory: Path, common_name: str = "localhost") -> tuple[P
     return cert, key
 
 
-def server_ssl_context(cert_path: str = "", key_path: str = "") -> ssl.SSLContext:
+def server_ssl_context(cert_path: str = "", key_path: str = "", client_auth: str = "none",
+                       client_roots: bytes | None = None) -> ssl.SSLContext:
+    """`client_auth` optional/require: clients may/must present a certificate issued by
+    `client_roots` (PEM); a presented certificate is always verified."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     if cert_path and key_path:
         ctx.load_cert_chain(cert_path, key_path)
+        if client_auth in ("optional", "require") and client_roots:
+            ctx.load_verify_locations(cadata=client_roots.decode())
+            ctx.verify_mode = ssl.CERT_REQUIRED if client_auth == "require" else ssl.CERT_OPTIONAL
         return ctx
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = self_signed_pair(Path(tmp))

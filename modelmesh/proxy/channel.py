@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
+from modelmesh.config.tls import pem_certificate_name
 from modelmesh.observability.logging import get_logger
 
 log = get_logger("modelmesh.proxy.channel")
@@ -88,28 +88,8 @@ class GrpcChannel:
             pem = await asyncio.to_thread(ssl.get_server_certificate, (self.spec.host, self.spec.port), timeout=5)
         except OSError as e:
             raise ChannelUnavailable(f"cannot fetch the TLS certificate of {self.spec.target}: {e}") from None
-        return pem.encode(), self.spec.server_name or _certificate_name(pem)
+        return pem.encode(), self.spec.server_name or pem_certificate_name(pem)
 
 
 def _read(path: str) -> bytes:
     return Path(path).read_bytes()
-
-
-def _certificate_name(pem: str) -> str:
-    """A DNS name (or else the CN) the certificate was issued for, for hostname checks."""
-    # The stdlib decodes certificates only through this helper (no extra dependency needed).
-    decode = getattr(ssl._ssl, "_test_decode_cert", None)  # noqa: SLF001
-    if decode is None:
-        return ""
-    with tempfile.NamedTemporaryFile("w", suffix=".pem") as f:
-        f.write(pem)
-        f.flush()
-        info = decode(f.name)
-    for kind, value in info.get("subjectAltName", ()):
-        if kind == "DNS":
-            return value
-    for rdn in info.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return value
-    return ""

@@ -1,0 +1,115 @@
+"""No silent TLS downgrade: every bad TLS setting of the mesh, the REST proxy and the
+controller's webhook stops `modelmesh` with exit 2 and one line naming the setting (real CLI
+processes), and good material loads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.pki import MESH_DNS_NAME, make_mesh_pki
+from modelmesh.config.mesh import MeshSettings
+from modelmesh.config.settings import SettingsError, load_settings
+from modelmesh.config.tls import pem_certificate_name
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("pki")
+    paths = make_mesh_pki(d)
+    (d / "garbage.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    (d / "empty.pem").write_text("")
+    paths["garbage"], paths["empty"], paths["missing"] = d / "garbage.pem", d / "empty.pem", d / "no-such.pem"
+    return paths
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("MM_", "REST_PROXY_", "WEBHOOK_"))}
+    full.update(env, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "modelmesh.cli", *args], env=full, capture_output=True, text=True,
+                          timeout=60)
+
+
+def _mesh_cases(p):
+    good = {"MM_TLS_KEY_CERT_PATH": str(p["mesh.crt"]), "MM_TLS_PRIVATE_KEY_PATH": str(p["mesh.key"])}
+    return [
+        ({**good, "MM_TLS_CLIENT_AUTH": "required"}, "MM_TLS_CLIENT_AUTH"),
+        ({**good, "MM_TLS_CLIENT_AUTH": "yes"}, "MM_TLS_CLIENT_AUTH"),
+        ({"MM_TLS_KEY_CERT_PATH": str(p["mesh.crt"])}, "MM_TLS_PRIVATE_KEY_PATH"),
+        ({"MM_TLS_PRIVATE_KEY_PATH": str(p["mesh.key"])}, "MM_TLS_KEY_CERT_PATH"),
+        ({**good, "MM_TLS_KEY_CERT_PATH": str(p["missing"])}, "MM_TLS_KEY_CERT_PATH"),
+        ({**good, "MM_TLS_KEY_CERT_PATH": str(p["garbage"])}, "MM_TLS_KEY_CERT_PATH"),
+        ({**good, "MM_TLS_KEY_CERT_PATH": str(p["empty"])}, "MM_TLS_KEY_CERT_PATH"),
+        ({**good, "MM_TLS_KEY_CERT_PATH": str(p["mesh.key"])}, "MM_TLS_KEY_CERT_PATH"),  # a key, not a cert
+        ({**good, "MM_TLS_PRIVATE_KEY_PATH": str(p["garbage"])}, "MM_TLS_PRIVATE_KEY_PATH"),
+        ({**good, "MM_TLS_PRIVATE_KEY_PATH": str(p["client.key"])}, "MM_TLS_PRIVATE_KEY_PATH"),  # not its key
+        ({**good, "MM_TLS_CLIENT_AUTH": "require", "MM_TLS_TRUST_CERT_PATH": f"{p['ca.crt']},{p['missing']}"},
+         "MM_TLS_TRUST_CERT_PATH"),
+        ({**good, "MM_TLS_CLIENT_AUTH": "require", "MM_TLS_TRUST_CERT_PATH": str(p["garbage"])},
+         "MM_TLS_TRUST_CERT_PATH"),
+        ({"MM_TLS_CLIENT_AUTH": "require", "MM_TLS_TRUST_CERT_PATH": str(p["ca.crt"])}, "MM_TLS_CLIENT_AUTH"),
+        ({"MM_TLS_TRUST_CERT_PATH": str(p["ca.crt"])}, "MM_TLS_TRUST_CERT_PATH"),
+    ]
+
+
+def test_every_bad_mesh_tls_setting_exits_2_naming_it(pki):
+    for env, name in _mesh_cases(pki):
+        r = _cli(["runtime"], env)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2, (env, r.stderr)
+        assert len(lines) == 1 and name in lines[0], (env, r.stderr)
+
+
+def test_rest_proxy_and_webhook_tls_settings_exit_2_naming_them(pki, tmp_path):
+    cases = [
+        ({"MM_TLS_KEY_CERT_PATH": str(pki["mesh.crt"])}, "MM_TLS_PRIVATE_KEY_PATH"),
+        ({"MM_TLS_KEY_CERT_PATH": str(pki["garbage"]), "MM_TLS_PRIVATE_KEY_PATH": str(pki["mesh.key"])},
+         "MM_TLS_KEY_CERT_PATH"),
+        ({"MM_TLS_KEY_CERT_PATH": str(pki["mesh.crt"]), "MM_TLS_PRIVATE_KEY_PATH": str(pki["mesh.key"]),
+          "MM_TLS_CLIENT_AUTH": "always"}, "MM_TLS_CLIENT_AUTH"),
+        ({"REST_PROXY_USE_TLS": "true", "REST_PROXY_GRPC_CA_PATH": str(pki["missing"])}, "REST_PROXY_GRPC_CA_PATH"),
+        ({"REST_PROXY_USE_TLS": "true", "REST_PROXY_GRPC_CA_PATH": str(pki["garbage"])}, "REST_PROXY_GRPC_CA_PATH"),
+    ]
+    for env, name in cases:
+        r = _cli(["runtime", "rest-proxy"], env)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and name in r.stderr, (env, r.stderr)
+
+    only_cert = tmp_path / "only-cert"
+    only_cert.mkdir()
+    (only_cert / "tls.crt").write_bytes(pki["mesh.crt"].read_bytes())
+    bad_key = tmp_path / "bad-key"
+    bad_key.mkdir()
+    (bad_key / "tls.crt").write_bytes(pki["mesh.crt"].read_bytes())
+    (bad_key / "tls.key").write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    for directory in (only_cert, bad_key):
+        r = _cli(["controller"], {"WEBHOOK_CERT_DIR": str(directory)})
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "WEBHOOK_CERT_DIR" in r.stderr, r.stderr
+
+
+def test_good_material_loads_with_the_name_peers_check(pki):
+    env = {"MM_TLS_KEY_CERT_PATH": str(pki["mesh.crt"]), "MM_TLS_PRIVATE_KEY_PATH": str(pki["mesh.key"]),
+           "MM_TLS_CLIENT_AUTH": "REQUIRE", "MM_TLS_TRUST_CERT_PATH": f"{pki['mesh.crt']}, {pki['ca.crt']}"}
+    s = load_settings(MeshSettings, env)
+    tls = s.server_tls()
+    assert tls.client_auth == "require"
+    assert tls.identity.name == MESH_DNS_NAME
+    assert tls.trusted.count(b"BEGIN CERTIFICATE") == 2
+    assert tls.peer_roots.count(b"BEGIN CERTIFICATE") == 3
+    assert load_settings(MeshSettings, {}).server_tls() is None  # no TLS asked for: plaintext as before
+    assert pem_certificate_name(pki["client.crt"].read_text()) == "a-client"  # no SAN: the CN
+    assert pem_certificate_name("not a certificate") == ""
+
+
+def test_client_auth_values_are_the_references(pki):
+    good = {"MM_TLS_KEY_CERT_PATH": str(pki["mesh.crt"]), "MM_TLS_PRIVATE_KEY_PATH": str(pki["mesh.key"])}
+    for raw, want in (("", "none"), ("NONE", "none"), ("Optional", "optional"), ("require", "require")):
+        assert load_settings(MeshSettings, {**good, "MM_TLS_CLIENT_AUTH": raw}).tls_client_auth == want
+    with pytest.raises(SettingsError, match=r"^invalid MM_TLS_CLIENT_AUTH='need': expected one of"):
+        load_settings(MeshSettings, {"MM_TLS_CLIENT_AUTH": "need"})
