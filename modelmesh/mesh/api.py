@@ -14,6 +14,7 @@ import grpc
 from modelmesh.kv import StoreError, StoreUnavailable
 from modelmesh.mesh.cache import now_ms
 from modelmesh.mesh.errors import MeshError
+from modelmesh.mesh.ids import check_ids
 from modelmesh.mesh.records import ModelRecord, VModelRecord
 from modelmesh.mesh.status import model_status, vmodel_status
 from modelmesh.protos import model_mesh_pb2 as pb
@@ -97,6 +98,7 @@ class ModelMeshApi(ModelMeshServicer):
     async def _register_model(self, r: pb.RegisterModelRequest) -> pb.ModelStatusInfo:
         if not r.modelId:
             raise MeshError("modelId is required", grpc.StatusCode.INVALID_ARGUMENT)
+        check_ids(modelId=r.modelId)
         # Fresh registrations look old so they never evict models that are in use.
         last_used = r.lastUsedTime or (now_ms() - (HOUR_MS if r.loadNow else 6 * HOUR_MS))
         await self._register(r.modelId, r.modelInfo, last_used, auto_delete=False)
@@ -144,6 +146,7 @@ class ModelMeshApi(ModelMeshServicer):
         m = self.mesh
         if not r.vModelId or not r.targetModelId:
             raise MeshError("vModelId and targetModelId are required", grpc.StatusCode.INVALID_ARGUMENT)
+        check_ids(vModelId=r.vModelId, targetModelId=r.targetModelId)
         owner = self._owner(r.owner)
         vm = m.vmodels.get(r.vModelId)
         if vm is None and r.updateOnly:

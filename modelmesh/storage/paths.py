@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import posixpath
 
+from modelmesh.modelspec.ids import id_problem
 from modelmesh.storage.errors import PullInputError
 
 DEFAULT_MODEL_NAME = "_model"
@@ -13,8 +14,9 @@ COLLIDING_SCHEMA_NAME = "_schema.json"
 
 
 def check_model_id(model_id: str) -> None:
-    if not model_id or model_id in (".", "..") or "/" in model_id or "\\" in model_id or "\x00" in model_id:
-        raise PullInputError(f"invalid model id {model_id!r}: it must be a plain directory name")
+    problem = id_problem(model_id)
+    if problem:
+        raise PullInputError(f"invalid model id {model_id!r}: it must be a plain directory name ({problem})")
 
 
 def remote_basename(remote_path: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -113,11 +114,13 @@ def resolve_storage_config(key: ModelKey, configs: StorageConfigDir) -> dict[str
         if config is None:
             config = configs.get("default")
         config = config or {}
+    entry = config
     config = _deep_copy(config)
     if key.bucket is not None:
         config["bucket"] = key.bucket
     for name, value in key.storage_params.items():
         set_dotted(config, str(name), value)
+    _check_credentials_stay_home(entry, config, {str(n) for n in key.storage_params}, key.storage_key)
     if config.get("type") == "s3" and not config.get("bucket") and config.get("default_bucket"):
         config["bucket"] = config["default_bucket"]
     if not config.get("type"):
@@ -125,6 +128,54 @@ def resolve_storage_config(key: ModelKey, configs: StorageConfigDir) -> dict[str
     if not isinstance(config["type"], str):
         raise PullInputError("storage config field 'type' must be a string")
     return config
+
+
+# Per storage type: the fields that say where requests (and token requests) go, and the
+# fields that authenticate them. A model's parameters may override any field, but an entry's
+# credentials are only ever sent to the entry's own endpoint.
+ENDPOINT_FIELDS: dict[str, tuple[str, ...]] = {
+    "s3": ("endpoint_url",),
+    "http": ("url",),
+    "gcs": ("endpoint_url", "token_uri"),
+    "azure": ("endpoint_url", "account_name", "authority_host", "connection_string"),
+}
+CREDENTIAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "s3": ("access_key_id", "secret_access_key"),
+    "http": ("headers", "client_certificate", "client_key"),
+    "gcs": ("private_key", "client_email", "private_key_id"),
+    "azure": ("connection_string", "account_key", "sas_token", "client_id", "client_secret"),
+}
+
+
+def _where(value: Any) -> Any:
+    """What decides where a request goes: a URL's scheme, host and port (a path may change)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if "://" not in text:
+        return text.lower()
+    try:
+        parts = urlsplit(text)
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return text
+
+
+def _check_credentials_stay_home(entry: dict[str, Any], config: dict[str, Any], overridden: set[str],
+                                 entry_name: str | None) -> None:
+    """Refuse a model whose parameters move an entry's endpoint while its credentials would
+    go along (the parameters' own credentials may go anywhere)."""
+    kind = config.get("type")
+    moved = [f for f in ENDPOINT_FIELDS.get(kind, ()) if _where(config.get(f)) != _where(entry.get(f))]
+    if not moved:
+        return
+    carried = [f for f in CREDENTIAL_FIELDS.get(kind, ()) if entry.get(f) and f not in overridden]
+    if carried:
+        name = f"storage config {entry_name!r}" if entry_name else "the default storage config"
+        raise PullInputError(
+            f"storage parameter(s) {', '.join(moved)} point {name} at another endpoint; its credentials "
+            f"({', '.join(carried)}) are only sent to its own endpoint: add a storage config entry for that "
+            "endpoint instead")
 
 
 def _deep_copy(value: Any) -> Any:
