@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import grpc
 
+from modelmesh.config.tls import ServerTls
+
 Metadata = Sequence[tuple[str, str | bytes]]
 
 
@@ -24,12 +26,22 @@ def _channel_options(max_msg_size: int) -> list[tuple[str, int]]:
     ]
 
 
+def _open(target: str, options: list, tls: ServerTls | None) -> grpc.aio.Channel:
+    """Plaintext, or (TLS configured) mutual TLS with the shared certificate: peers present it
+    and expect it, under the name it is issued for (pod IPs are not in it)."""
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=options)
+    creds = grpc.ssl_channel_credentials(tls.peer_roots, tls.identity.private_key, tls.identity.cert_chain)
+    name = [("grpc.ssl_target_name_override", tls.identity.name)] if tls.identity.name else []
+    return grpc.aio.secure_channel(target, creds, options=[*options, *name])
+
+
 class RawChannel:
     """One channel; `call` invokes any unary method with bytes in, bytes out."""
 
-    def __init__(self, target: str, max_msg_size: int) -> None:
+    def __init__(self, target: str, max_msg_size: int, tls: ServerTls | None = None) -> None:
         self.target = target
-        self.channel = grpc.aio.insecure_channel(target, options=_channel_options(max_msg_size))
+        self.channel = _open(target, _channel_options(max_msg_size), tls)
         self._methods: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
 
     def _method(self, method: str) -> grpc.aio.UnaryUnaryMultiCallable:
@@ -49,14 +61,15 @@ class RawChannel:
 class PeerChannels:
     """Channels to peer instances, by endpoint, created on first use."""
 
-    def __init__(self, max_msg_size: int) -> None:
+    def __init__(self, max_msg_size: int, tls: ServerTls | None = None) -> None:
         self.max_msg_size = max_msg_size
+        self.tls = tls
         self._channels: dict[str, RawChannel] = {}
 
     def get(self, endpoint: str) -> RawChannel:
         ch = self._channels.get(endpoint)
         if ch is None:
-            ch = self._channels[endpoint] = RawChannel(endpoint, self.max_msg_size)
+            ch = self._channels[endpoint] = RawChannel(endpoint, self.max_msg_size, self.tls)
         return ch
 
     async def drop(self, endpoint: str) -> None:

@@ -26,7 +26,8 @@ from modelmesh.mesh.placement import choose_instance, eligible_instances
 from modelmesh.mesh.records import NO_INSTANCE, InstanceRecord, ModelRecord, VModelRecord
 from modelmesh.mesh.router import MAX_FAILED_INSTANCES, Router, RoutingConfig
 from modelmesh.mesh.runtime_client import RuntimeClient, runtime_target
-from modelmesh.mesh.server import bind, build_external_server, build_internal_server, server_credentials
+from modelmesh.mesh.server import (bind, build_external_server, build_internal_server, internal_server_credentials,
+                                   server_credentials)
 from modelmesh.mesh.tables import Table
 from modelmesh.mesh.transitions import VModelTransitions
 from modelmesh.observability.logging import get_logger
@@ -87,7 +88,8 @@ class MeshInstance:
         self.load_wait_timeout_s = self.load_timeout_s * MAX_FAILED_INSTANCES + 30
         self.cache = LocalCache(status.capacityInBytes, s.min_churn_age_ms)
         self.metrics.capacity_bytes.set(status.capacityInBytes)
-        self.peers = PeerChannels(s.max_msg_size)
+        tls = s.server_tls()  # None: plaintext on both ports, as without TLS settings
+        self.peers = PeerChannels(s.max_msg_size, tls)
         self.transitions = VModelTransitions(self)
         self.loader = ModelLoader(
             self.id, self.cache, self.runtime, self.models, self.metrics,
@@ -116,11 +118,9 @@ class MeshInstance:
         self.instances.on_change(self._instances_changed)
 
         external = build_external_server(self.api, self.router, s.max_msg_size)
-        creds = server_credentials(s.tls_key_cert_path, s.tls_private_key_path, s.tls_client_auth,
-                                   s.tls_trust_cert_path)
-        self.grpc_port = bind(external, "0.0.0.0", s.grpc_port, creds)
+        self.grpc_port = bind(external, "0.0.0.0", s.grpc_port, server_credentials(tls))
         internal = build_internal_server(self.router, s.max_msg_size, self._internal_ensure_loaded)
-        self.internal_port = bind(internal, "0.0.0.0", s.internal_grpc_port)
+        self.internal_port = bind(internal, "0.0.0.0", s.internal_grpc_port, internal_server_credentials(tls))
         await internal.start()
         self._servers = [internal]
 

@@ -5,10 +5,10 @@ receives and returns raw bytes."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import grpc
 
+from modelmesh.config.tls import ServerTls
 from modelmesh.mesh.api import ModelMeshApi
 from modelmesh.mesh.router import Router
 from modelmesh.protos import model_mesh_pb2 as pb
@@ -62,16 +62,25 @@ def _server_options(max_msg_size: int) -> list[tuple[str, int]]:
     ]
 
 
-def server_credentials(cert_path: str, key_path: str, client_auth: str, trust_path: str):
-    if not (cert_path and key_path):
+def server_credentials(tls: ServerTls | None) -> grpc.ServerCredentials | None:
+    """The external port: TLS when configured, client certificates as MM_TLS_CLIENT_AUTH says."""
+    if tls is None:
         return None
-    cert = Path(cert_path).read_bytes()
-    key = Path(key_path).read_bytes()
-    trust = Path(trust_path).read_bytes() if trust_path else None
-    mode = (client_auth or "none").lower()
-    return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=trust if mode in ("require", "optional") else None,
-        require_client_auth=mode == "require")
+    pair = [(tls.identity.private_key, tls.identity.cert_chain)]
+    if tls.client_auth == "none":
+        return grpc.ssl_server_credentials(pair)
+    return grpc.ssl_server_credentials(pair, root_certificates=tls.client_roots,
+                                       require_client_auth=tls.client_auth == "require")
+
+
+def internal_server_credentials(tls: ServerTls | None) -> grpc.ServerCredentials | None:
+    """The internal port: when TLS is configured, mutual TLS whatever the external client auth
+    (as the reference secures its internal links): only holders of a certificate the peers
+    trust (the shared one, or one issued by the trust bundle) may forward or load through it."""
+    if tls is None:
+        return None
+    return grpc.ssl_server_credentials([(tls.identity.private_key, tls.identity.cert_chain)],
+                                       root_certificates=tls.peer_roots, require_client_auth=True)
 
 
 def build_external_server(api: ModelMeshApi, router: Router, max_msg_size: int) -> grpc.aio.Server:

@@ -29,7 +29,7 @@ def _name(cn: str) -> x509.Name:
 
 def _issue(subject: str, key, issuer_name: x509.Name, issuer_key, *, ca: bool = False,
            san: list[x509.GeneralName] | None = None, usages=()) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer_name)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
@@ -49,7 +49,7 @@ def _write(directory: Path, name: str, cert: x509.Certificate, key) -> None:
 
 def make_mesh_pki(directory: Path) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    new_key = lambda: ec.generate_private_key(ec.SECP256R1())  # noqa: E731
+    new_key = lambda: ec.generate_private_key(ec.SECP256R1())
     ca_key, rogue_ca_key = new_key(), new_key()
     ca = _issue("test-mesh-ca", ca_key, _name("test-mesh-ca"), ca_key, ca=True)
     _write(directory, "ca", ca, ca_key)

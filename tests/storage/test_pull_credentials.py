@@ -14,7 +14,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from harness.process import free_port
-from storage_helpers import S3Seeder, s3_config
+from storage_helpers import s3_config
 
 from modelmesh.storage import PullInputError
 

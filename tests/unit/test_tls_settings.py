@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from harness.pki import MESH_DNS_NAME, make_mesh_pki
+
 from modelmesh.config.mesh import MeshSettings
 from modelmesh.config.settings import SettingsError, load_settings
 from modelmesh.config.tls import pem_certificate_name
@@ -32,7 +32,7 @@ def pki(tmp_path_factory) -> dict[str, Path]:
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("MM_", "REST_PROXY_", "WEBHOOK_"))}
     full.update(env, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "modelmesh.cli", *args], env=full, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "modelmesh.cli", *args], env=full, check=False, capture_output=True, text=True,
                           timeout=60)
 
 
