@@ -49,14 +49,10 @@ class ServerTls:
     trusted: bytes | None  # PEM bundle of the trust setting; None when not given
 
     @property
-    def client_roots(self) -> bytes:
-        """Who may present a client certificate: the trust bundle, else the holders of our own
-        certificate (the instances of one service share it)."""
-        return self.trusted or self.identity.cert_chain
-
-    @property
-    def peer_roots(self) -> bytes:
-        """Trust between peers: our own certificate, plus the trust bundle when given."""
+    def roots(self) -> bytes:
+        """Whose certificates are accepted (client auth, peers): the holders of our own
+        certificate (the instances of one service, the REST proxy beside them share it; the
+        reference's controller trusts tls.crt too) and whatever the trust bundle issued."""
         return self.identity.cert_chain + (b"\n" + self.trusted if self.trusted else b"")
 
 

@@ -190,6 +190,9 @@ def build_deployment(
         if tls:
             rest_env += [_env("MM_TLS_KEY_CERT_PATH", f"{TLS_DIR}/tls.crt"),
                          _env("MM_TLS_PRIVATE_KEY_PATH", f"{TLS_DIR}/tls.key")]
+            if config.tls_client_auth:  # the REST port is no way around client auth (the reference sets both too)
+                rest_env += [_env("MM_TLS_CLIENT_AUTH", config.tls_client_auth),
+                             _env("MM_TLS_TRUST_CERT_PATH", f"{TLS_DIR}/ca.crt")]
             rest["volumeMounts"] = [{"name": "tls-certs", "mountPath": TLS_DIR, "readOnly": True}]
         containers.append(rest)
 

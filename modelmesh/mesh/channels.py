@@ -31,7 +31,7 @@ def _open(target: str, options: list, tls: ServerTls | None) -> grpc.aio.Channel
     and expect it, under the name it is issued for (pod IPs are not in it)."""
     if tls is None:
         return grpc.aio.insecure_channel(target, options=options)
-    creds = grpc.ssl_channel_credentials(tls.peer_roots, tls.identity.private_key, tls.identity.cert_chain)
+    creds = grpc.ssl_channel_credentials(tls.roots, tls.identity.private_key, tls.identity.cert_chain)
     name = [("grpc.ssl_target_name_override", tls.identity.name)] if tls.identity.name else []
     return grpc.aio.secure_channel(target, creds, options=[*options, *name])
 

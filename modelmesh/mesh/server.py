@@ -69,7 +69,7 @@ def server_credentials(tls: ServerTls | None) -> grpc.ServerCredentials | None:
     pair = [(tls.identity.private_key, tls.identity.cert_chain)]
     if tls.client_auth == "none":
         return grpc.ssl_server_credentials(pair)
-    return grpc.ssl_server_credentials(pair, root_certificates=tls.client_roots,
+    return grpc.ssl_server_credentials(pair, root_certificates=tls.roots,
                                        require_client_auth=tls.client_auth == "require")
 
 
@@ -80,7 +80,7 @@ def internal_server_credentials(tls: ServerTls | None) -> grpc.ServerCredentials
     if tls is None:
         return None
     return grpc.ssl_server_credentials([(tls.identity.private_key, tls.identity.cert_chain)],
-                                       root_certificates=tls.peer_roots, require_client_auth=True)
+                                       root_certificates=tls.roots, require_client_auth=True)
 
 
 def build_external_server(api: ModelMeshApi, router: Router, max_msg_size: int) -> grpc.aio.Server:

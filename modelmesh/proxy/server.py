@@ -84,7 +84,7 @@ class RestProxy:
         if self.settings.tls_cert_path:
             tls = self.settings.https_tls()
             ssl_ctx = server_ssl_context(self.settings.tls_cert_path, self.settings.tls_key_path,
-                                         tls.client_auth, tls.client_roots)
+                                         tls.client_auth, tls.roots)
         # In-flight requests get a few seconds to finish on stop (the process budget is 30 s).
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=10)
         await self._runner.setup()

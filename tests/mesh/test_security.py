@@ -5,10 +5,20 @@ file names are refused where they enter."""
 
 from __future__ import annotations
 
+import asyncio
+import http.client
+import os
+import ssl
+import sys
+import urllib.error
+import urllib.request
+
 import grpc
+import orjson
 import pytest
 from harness.mesh_client import Client, infer_request, model_info
 from harness.pki import MESH_DNS_NAME, make_mesh_pki
+from harness.process import ManagedProcess, free_port, port_open
 
 from modelmesh.protos import model_mesh_pb2 as pb
 from modelmesh.protos.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
@@ -140,3 +150,47 @@ async def test_ids_that_cannot_be_file_names_are_refused(etcd, nodes, client_for
     vst = await c.mesh.setVModel(pb.SetVModelRequest(vModelId="ids-v", targetModelId="ids-ok", modelInfo=model_info(),
                                                      sync=True))
     assert vst.activeModelId == "ids-ok"
+
+
+def _https_post(url: str, doc: dict, context: ssl.SSLContext) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=orjson.dumps(doc), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30, context=context) as resp:
+        return resp.status, orjson.loads(resp.read())
+
+
+async def test_rest_proxy_beside_the_mesh_is_no_way_around_client_auth(etcd, nodes, tmp_path):
+    """The REST proxy as the controller configures it with tls.clientAuth=require: HTTPS that
+    requires a client certificate, and the shared certificate towards the mesh."""
+    pki = make_mesh_pki(tmp_path / "pki")
+    env = _tls_env(pki["mesh.crt"], pki["mesh.key"], "require", str(pki["ca.crt"]))
+    node = nodes(etcd, "sec-rest", mesh_env=env)
+    port = free_port()
+    proxy_env = {**os.environ, **env, "REST_PROXY_LISTEN_HOST": "127.0.0.1", "REST_PROXY_LISTEN_PORT": str(port),
+                 "REST_PROXY_GRPC_PORT": str(node.mesh.grpc_port), "REST_PROXY_USE_TLS": "true",
+                 "REST_PROXY_GRPC_CA_PATH": str(pki["ca.crt"]), "REST_PROXY_GRPC_SERVER_NAME": MESH_DNS_NAME}
+    proc = ManagedProcess("rest-proxy-tls", [sys.executable, "-m", "modelmesh.cli", "runtime", "rest-proxy"],
+                          tmp_path / "proxy.log", env=proxy_env)
+    proc.start(lambda: port_open(port), timeout=30)
+    trusted = TlsClient(node.mesh.target, grpc.ssl_channel_credentials(
+        pki["ca.crt"].read_bytes(), pki["client.key"].read_bytes(), pki["client.crt"].read_bytes()))
+    try:
+        await trusted.mesh.setVModel(pb.SetVModelRequest(vModelId="rest-v", targetModelId="rest-m",
+                                                         modelInfo=model_info(), sync=True))
+        url = f"https://localhost:{port}/v2/models/rest-v/infer"  # the proxy routes by vmodel
+        doc = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1.0, 2.0]}]}
+        with_cert = ssl.create_default_context(cafile=str(pki["ca.crt"]))
+        with_cert.load_cert_chain(str(pki["client.crt"]), str(pki["client.key"]))
+        status, reply = await asyncio.to_thread(_https_post, url, doc, with_cert)
+        assert status == 200 and reply["outputs"][0]["name"] == "x", reply
+
+        without_cert = ssl.create_default_context(cafile=str(pki["ca.crt"]))
+        rogue = ssl.create_default_context(cafile=str(pki["ca.crt"]))
+        rogue.load_cert_chain(str(pki["rogue.crt"]), str(pki["rogue.key"]))
+        for context in (without_cert, rogue):
+            with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+                await asyncio.to_thread(_https_post, url, doc, context)
+        with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):  # plain HTTP
+            await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{port}/v2/models/rest-v", None, 10)
+    finally:
+        await trusted.close()
+        assert proc.stop() == 0, proc.log_tail()

@@ -101,7 +101,7 @@ def test_good_material_loads_with_the_name_peers_check(pki):
     assert tls.client_auth == "require"
     assert tls.identity.name == MESH_DNS_NAME
     assert tls.trusted.count(b"BEGIN CERTIFICATE") == 2
-    assert tls.peer_roots.count(b"BEGIN CERTIFICATE") == 3
+    assert tls.roots.count(b"BEGIN CERTIFICATE") == 3
     assert load_settings(MeshSettings, {}).server_tls() is None  # no TLS asked for: plaintext as before
     assert pem_certificate_name(pki["client.crt"].read_text()) == "a-client"  # no SAN: the CN
     assert pem_certificate_name("not a certificate") == ""
