@@ -92,9 +92,12 @@ class ModelMeshApi(ModelMeshServicer):
 
     async def _wait_loaded(self, model_id: str) -> None:
         def settled(rec: ModelRecord | None) -> bool:
+            # A failure settles only once no other instance is left to try: until then a
+            # retry elsewhere is on its way (LoadCoordinator.after_failure).
             s = model_status(rec, self.cluster.live(), now_ms(), self.cluster.failure_expiry_ms)
-            return s.status in (pb.ModelStatusInfo.LOADED, pb.ModelStatusInfo.LOADING_FAILED,
-                                pb.ModelStatusInfo.NOT_FOUND)
+            if s.status == pb.ModelStatusInfo.LOADING_FAILED:
+                return rec is not None and self.cluster.failed_for_good(rec)
+            return s.status in (pb.ModelStatusInfo.LOADED, pb.ModelStatusInfo.NOT_FOUND)
 
         await self.models.wait_for(model_id, settled, self.load_wait_timeout_s)
 
