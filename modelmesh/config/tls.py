@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from modelmesh.config.settings import SettingsError, parse_csv
 
@@ -40,6 +40,7 @@ class TlsIdentity:
     cert_chain: bytes
     private_key: bytes
     name: str
+    client_usable: bool = True  # False: its extended key usage leaves out clientAuth
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,15 @@ def load_identity(cert_path: str, cert_setting: str, key_path: str, key_setting:
     if _public_der(key.public_key()) != _public_der(certs[0].public_key()):
         raise SettingsError(f"invalid {key_setting}={key_path!r}: the key does not belong to the certificate "
                             f"in {cert_setting}")
-    return TlsIdentity(chain, key_pem, certificate_name(certs[0]))
+    return TlsIdentity(chain, key_pem, certificate_name(certs[0]), _client_usable(certs[0]))
+
+
+def _client_usable(cert: x509.Certificate) -> bool:
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return ExtendedKeyUsageOID.CLIENT_AUTH in usages
 
 
 def load_trust(paths: str, setting: str) -> bytes | None:

@@ -12,8 +12,11 @@ from modelmesh.config.tls import ServerTls
 from modelmesh.mesh.api import ModelMeshApi
 from modelmesh.mesh.coordinator import ENSURE_LOADED
 from modelmesh.mesh.router import Router
+from modelmesh.observability.logging import get_logger
 from modelmesh.protos import model_mesh_pb2 as pb
 from modelmesh.protos.model_mesh_pb2_grpc import add_ModelMeshServicer_to_server
+
+log = get_logger("modelmesh.mesh.server")
 
 
 class _RawInference(grpc.GenericRpcHandler):
@@ -78,6 +81,9 @@ def internal_server_credentials(tls: ServerTls | None) -> grpc.ServerCredentials
     trust (the shared one, or one issued by the trust bundle) may forward or load through it."""
     if tls is None:
         return None
+    if not tls.identity.client_usable:
+        log.warning("the TLS certificate's extended key usage leaves out clientAuth: peers cannot present it, "
+                    "so forwarding between instances will fail", certificate_name=tls.identity.name)
     return grpc.ssl_server_credentials([(tls.identity.private_key, tls.identity.cert_chain)],
                                        root_certificates=tls.roots, require_client_auth=True)
 

@@ -14,7 +14,7 @@ from harness.pki import MESH_DNS_NAME, make_mesh_pki
 
 from modelmesh.config.mesh import MeshSettings
 from modelmesh.config.settings import SettingsError, load_settings
-from modelmesh.config.tls import pem_certificate_name
+from modelmesh.config.tls import load_identity, pem_certificate_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,6 +105,15 @@ def test_good_material_loads_with_the_name_peers_check(pki):
     assert load_settings(MeshSettings, {}).server_tls() is None  # no TLS asked for: plaintext as before
     assert pem_certificate_name(pki["client.crt"].read_text()) == "a-client"  # no SAN: the CN
     assert pem_certificate_name("not a certificate") == ""
+    assert tls.identity.client_usable  # serverAuth + clientAuth: peers can present it
+
+
+def test_a_server_only_certificate_is_flagged(tmp_path):
+    from harness.etcd_secure import make_pki  # openssl-made; extendedKeyUsage=serverAuth only
+
+    p = make_pki(tmp_path)
+    identity = load_identity(str(p["server.crt"]), "C", str(p["server.key"]), "K")
+    assert identity is not None and not identity.client_usable and identity.name == "localhost"
 
 
 def test_client_auth_values_are_the_references(pki):
