@@ -4,7 +4,9 @@ gRPC Python cannot switch certificate verification off. For REST_PROXY_SKIP_VERI
 proxy instead fetches the server's certificate once and trusts exactly that certificate
 under the name it carries (pinning): encrypted, and no CA needed, like the reference's
 InsecureSkipVerify for the common self-signed case. Because the server may start after
-the proxy, the channel is opened lazily on first use.
+the proxy, the channel is opened lazily on first use. Without a CA, a proxy that holds a
+certificate (MM_TLS_KEY_CERT_PATH) trusts that certificate on the gRPC side: the mesh beside
+it serves the same one.
 """
 
 from __future__ import annotations
@@ -73,8 +75,14 @@ class GrpcChannel:
         client_cert = _read(spec.client_cert_path) if client_key else None
         if spec.skip_verify:
             root, name = await self._pinned_certificate()
+        elif spec.ca_path:
+            root, name = _read(spec.ca_path), spec.server_name
+        elif client_cert:
+            # In a runtime pod the mesh beside the proxy serves the very certificate the proxy
+            # holds (the controller mounts one secret into both): trust exactly that one.
+            root, name = client_cert, spec.server_name or pem_certificate_name(client_cert)
         else:
-            root, name = (_read(spec.ca_path) if spec.ca_path else None), spec.server_name
+            root, name = None, spec.server_name
         if name:
             options.append(("grpc.ssl_target_name_override", name))
         creds = grpc.ssl_channel_credentials(root_certificates=root, private_key=client_key,

@@ -165,9 +165,10 @@ async def test_rest_proxy_beside_the_mesh_is_no_way_around_client_auth(etcd, nod
     env = _tls_env(pki["mesh.crt"], pki["mesh.key"], "require", str(pki["ca.crt"]))
     node = nodes(etcd, "sec-rest", mesh_env=env)
     port = free_port()
+    # Exactly the env the controller gives the rest-proxy container (no CA path, no skip-verify).
     proxy_env = {**os.environ, **env, "REST_PROXY_LISTEN_HOST": "127.0.0.1", "REST_PROXY_LISTEN_PORT": str(port),
                  "REST_PROXY_GRPC_PORT": str(node.mesh.grpc_port), "REST_PROXY_USE_TLS": "true",
-                 "REST_PROXY_GRPC_CA_PATH": str(pki["ca.crt"]), "REST_PROXY_GRPC_SERVER_NAME": MESH_DNS_NAME}
+                 "REST_PROXY_SKIP_VERIFY": "false"}
     proc = ManagedProcess("rest-proxy-tls", [sys.executable, "-m", "modelmesh.cli", "runtime", "rest-proxy"],
                           tmp_path / "proxy.log", env=proxy_env)
     proc.start(lambda: port_open(port), timeout=30)
