@@ -43,6 +43,9 @@ class MeshSettings(LogSettings):
         "MM_INTERNAL_GRPC_PORT", 8080, "peer-to-peer forwarding port", check=port
     )
     probe_port: int = setting("MM_PROBE_PORT", 8089, "HTTP GET /ready and /live", check=port)
+    prestop_port: int = setting(
+        "MM_PRESTOP_WAIT_PORT", 8090, "HTTP GET /prestop, held until the mesh is about to exit (the preStop of "
+        "the pod's other containers); POST /stop from the pod itself starts the shutdown", check=port)
     metrics: MetricsSpec = setting(
         "MM_METRICS", MetricsSpec(), "prometheus:port=<n>;scheme=<http|https>, or none", parse=MetricsSpec.parse
     )
@@ -107,3 +110,10 @@ class MeshSettings(LogSettings):
     tls_private_key_path: str = setting("MM_TLS_PRIVATE_KEY_PATH", "", "TLS private key (PEM)")
     tls_client_auth: str = setting("MM_TLS_CLIENT_AUTH", "", "none | optional | require")
     tls_trust_cert_path: str = setting("MM_TLS_TRUST_CERT_PATH", "", "CA bundle for client certs and peers")
+
+
+@dataclass(frozen=True)
+class MeshStopSettings(LogSettings):
+    """`modelmesh runtime stop`: the mesh container's preStop (run with that container's env)."""
+
+    prestop_port: int = setting("MM_PRESTOP_WAIT_PORT", 8090, "the mesh's preStop port", check=port)
