@@ -23,7 +23,7 @@ from modelmesh.mesh.errors import InvalidRequest, LoadFailed, MeshError, ModelNo
 from modelmesh.mesh.loader import ModelLoader
 from modelmesh.mesh.metrics import MeshMetrics
 from modelmesh.mesh.payloads import REQUEST_TYPE, RESPONSE_TYPE, PayloadProcessors
-from modelmesh.mesh.placement import choose_instance
+from modelmesh.mesh.placement import MAX_FAILED_INSTANCES, choose_instance
 from modelmesh.mesh.protowire import WireError, extract_string, inject_string
 from modelmesh.mesh.records import InstanceRecord, ModelRecord, VModelRecord
 from modelmesh.mesh.tables import Table
@@ -36,7 +36,6 @@ VMODEL_ID = "mm-vmodel-id"
 INTERNAL = "mm-internal"  # set on requests one instance forwards to another
 LOAD_FAILED = "mm-load-failed"  # trailing metadata: the forwarded-to instance failed to load
 BALANCED = "mm-balanced"
-MAX_FAILED_INSTANCES = 3
 _DROP_HEADERS = frozenset({MODEL_ID, VMODEL_ID, MODEL_ID + "-bin", VMODEL_ID + "-bin", INTERNAL, BALANCED,
                            "content-type", "te", "user-agent", "grpc-accept-encoding", "grpc-encoding",
                            "grpc-timeout", "accept-encoding"})
@@ -84,7 +83,7 @@ class Router:
         self.config = config
         self.metrics = metrics
         self._peer_inflight: dict[str, int] = {}
-        self.requests_by_model: dict[str, int] = {}  # read and reset by the janitor (rpm)
+        self.requests_by_model: dict[str, int] = {}  # since the last take_request_counts()
         self._metric_children: dict[tuple[str, str], tuple] = {}
         self._refusals: dict[str, str | None] = {}
         # Called when a local copy has more requests in flight than a copy should take.
@@ -92,6 +91,11 @@ class Router:
         self.max_inflight_per_copy = 0
         self.limit_model_concurrency = False
         self.payloads: PayloadProcessors | None = None  # MM_PAYLOAD_PROCESSORS, when set
+
+    def take_request_counts(self) -> dict[str, int]:
+        """Requests per model since the last call (for request rates)."""
+        counts, self.requests_by_model = self.requests_by_model, {}
+        return counts
 
     def _children(self, method: str, code: str) -> tuple:
         """Metric children of (full gRPC method, code), labelled with the short method name."""

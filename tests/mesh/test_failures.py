@@ -127,6 +127,9 @@ async def test_deadline_propagates_to_the_runtime(etcd, nodes, client_for):
         await c.infer("slow", timeout=0.5)
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert asyncio.get_running_loop().time() - started < 2.5
+    # The runtime got the client's deadline, less the hop: not none, not a longer one.
+    seen = (await node.runtime.loaded())["deadlines"][-1]
+    assert seen is not None and 0.2 < seen <= 0.5, seen
     # The mesh stays healthy for the next request.
     await c.mesh.registerModel(pb.RegisterModelRequest(modelId="fast", modelInfo=model_info()))
     assert (await c.infer("fast")).model_name == "fast"
@@ -165,3 +168,30 @@ async def test_runtime_restart_is_detected_and_its_copies_forgotten(etcd, nodes,
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)
     assert (await ca.infer("rr-1")).model_name == "rr-1"  # reloads transparently
+
+
+async def test_load_failures_are_retried_on_other_instances_for_api_loads(etcd, nodes, client_for):
+    """registerModel(loadNow, sync) and ensureLoaded(sync) retry a failed load elsewhere, on
+    up to min(3, instances) instances, like a request does (the reference's rule)."""
+    cluster = [nodes(etcd, f"rt{i}") for i in range(4)]
+    c = client_for(cluster[0])
+    # Fails where it is placed first (rt0: local preference), loads on another instance.
+    st = await c.mesh.registerModel(pb.RegisterModelRequest(
+        modelId="picky", modelInfo=model_info(fail_on=["rt0"]), loadNow=True, sync=True), timeout=60)
+    assert st.status == ST.LOADED, st
+    assert {ci.location for ci in st.modelCopyInfos if ci.copyStatus == ST.LOADING_FAILED} == {"loc-rt0"}
+    assert len([ci for ci in st.modelCopyInfos if ci.copyStatus == ST.LOADED]) == 1
+    # Fails everywhere: tried on exactly 3 of the 4 instances, every failure listed.
+    st = await c.mesh.registerModel(pb.RegisterModelRequest(
+        modelId="hopeless", modelInfo=model_info(fail_on=[f"rt{i}" for i in range(4)]), loadNow=True, sync=True),
+        timeout=60)
+    assert st.status == ST.LOADING_FAILED, st
+    failed_at = {ci.location for ci in st.modelCopyInfos if ci.copyStatus == ST.LOADING_FAILED}
+    assert len(failed_at) == 3, st
+    assert sorted(st.errors) == sorted(f"load failed on {loc[4:]}" for loc in failed_at)
+    attempts = [(await n.runtime.loaded())["load_attempts"].get("hopeless", 0) for n in cluster]
+    assert sorted(attempts) == [0, 1, 1, 1], attempts
+    # ensureLoaded(sync) on a registered, unloaded model: the same retry.
+    await c.mesh.registerModel(pb.RegisterModelRequest(modelId="picky2", modelInfo=model_info(fail_on=["rt0"])))
+    st = await c.mesh.ensureLoaded(pb.EnsureLoadedRequest(modelId="picky2", sync=True), timeout=60)
+    assert st.status == ST.LOADED, st
