@@ -261,11 +261,10 @@ def build_deployment(
         _field_env("MM_LOCATION", "status.hostIP"),
         _env("KV_STORE", f"etcd:{ETCD_DIR}/etcd_connection"),
         _env("MM_METRICS", f"prometheus:port={config.metrics_port};scheme={config.metrics_scheme}"
-             if config.metrics_enabled else "none"),
+             if config.metrics_enabled else "disabled"),
         _env("SHUTDOWN_TIMEOUT_MS", SHUTDOWN_TIMEOUT_MS),
         _endpoint_env("INTERNAL_SERVING_GRPC", data_endpoint),
         _endpoint_env("INTERNAL_GRPC", spi_endpoint),
-        _env("MM_LOG_EACH_INVOKE", str(config.enable_access_logging).lower()),
         _env("MM_SVC_GRPC_MAX_MSG_SIZE", config.grpc_max_message_size),
         _env("MM_KVSTORE_PREFIX", "mm"),
         _env("MM_DEFAULT_VMODEL_OWNER", "ksp"),
@@ -273,9 +272,11 @@ def build_deployment(
         _env("MM_TYPE_CONSTRAINTS_PATH", f"{MESH_CONFIG_DIR}/type_constraints"),
         _env("MM_DATAPLANE_CONFIG_PATH", f"{MESH_CONFIG_DIR}/dataplane_api_config"),
     ]
+    if config.enable_access_logging:  # as the reference: only when on
+        mm_env.append(_env("MM_LOG_EACH_INVOKE", "true"))
     if config.payload_processors:
         mm_env.append(_env("MM_PAYLOAD_PROCESSORS", " ".join(config.payload_processors)))
-    mm_mounts = [{"name": "tc-config", "mountPath": MESH_CONFIG_DIR, "readOnly": True},
+    mm_mounts = [{"name": "tc-config", "mountPath": MESH_CONFIG_DIR},  # a ConfigMap volume is read-only anyway
                  {"name": "etcd-config", "mountPath": ETCD_DIR, "readOnly": True}]
     if uses_socket:
         mm_mounts.append(socket_mount)

@@ -65,7 +65,9 @@ def test_mlserver_deployment_contract():
 
 def test_variants_contract():
     assert "MM_METRICS" in env_of(containers(render("variant-metrics-off"))["mm"])
-    assert env_of(containers(render("variant-metrics-off"))["mm"])["MM_METRICS"] == "none"
+    assert env_of(containers(render("variant-metrics-off"))["mm"])["MM_METRICS"] == "disabled"  # as the reference
+    assert "MM_LOG_EACH_INVOKE" not in env_of(containers(render("mlserver-1.x"))["mm"])  # as the reference: when on
+    assert env_of(containers(render("variant-access-logging"))["mm"])["MM_LOG_EACH_INVOKE"] == "true"
     assert "rest-proxy" not in containers(render("variant-rest-proxy-off"))
     assert "pv:v2" not in env_of(containers(render("variant-rest-proxy-off"))["mm"])["MM_LABELS"]
     assert env_of(containers(render("variant-payload-processors"))["mm"])["MM_PAYLOAD_PROCESSORS"] == \
