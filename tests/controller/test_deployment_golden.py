@@ -2,12 +2,18 @@
 plus the properties controller.md names (checked directly so a regenerated golden cannot
 silently drop them)."""
 
+import re
+from pathlib import Path
+
 import pytest
 from golden import BUILTIN, VARIANTS, check_golden, load_runtime, render, runtime_ref
 
-from modelmesh.controller.deployment import build_deployment
+from modelmesh.config.mesh import MeshSettings
+from modelmesh.config.settings import load_settings
+from modelmesh.controller.deployment import MESH_STOP, WAIT_FOR_MESH, build_deployment
 from modelmesh.controller.runtime_spec import validate_runtime
 from modelmesh.controller.user_config import ControllerConfig
+from modelmesh.mesh.prestop import PRESTOP_PATH
 
 
 @pytest.mark.parametrize("case", BUILTIN + sorted(VARIANTS))
@@ -176,3 +182,15 @@ def test_unix_socket_directory_is_shared():
     errors = validate_runtime({"containers": [{"name": "c", "resources": {"limits": {"memory": "lots"}}}],
                                "grpcEndpoint": "port:8085"}, ["triton"])
     assert errors == ["container 'c': resources.limits.memory: 'lots' is not a quantity"]
+
+
+def test_hooks_match_what_the_mesh_and_the_image_provide():
+    """The preStop hooks the controller writes are served by our mesh and our image."""
+    get = WAIT_FOR_MESH["preStop"]["httpGet"]
+    assert get["path"] == PRESTOP_PATH and get["port"] == load_settings(MeshSettings, {}).prestop_port
+    script = MESH_STOP["preStop"]["exec"]["command"][0]
+    root = Path(__file__).resolve().parents[2]
+    dockerfile = (root / "Dockerfile").read_text()
+    assert re.search(rf"^COPY (--\S+ )*scripts/mesh-stop\.sh {re.escape(script)}$", dockerfile, re.M), \
+        "the image must install scripts/mesh-stop.sh as the mesh container's preStop"
+    assert (root / "scripts" / "mesh-stop.sh").stat().st_mode & 0o111
