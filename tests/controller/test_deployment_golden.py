@@ -101,7 +101,7 @@ def test_variants_contract():
     assert env_of({c["name"]: c for c in pod["spec"]["containers"]}["mm"])["MM_JANITOR_FREQ_SECS"] == "5"
 
 
-WAIT_FOR_MESH = {"preStop": {"httpGet": {"path": "/prestop", "port": 8090, "scheme": "HTTP"}}}
+EXPECTED_WAIT_HOOK = {"preStop": {"httpGet": {"path": "/prestop", "port": 8090, "scheme": "HTTP"}}}
 
 
 @pytest.mark.parametrize("case", BUILTIN + sorted(VARIANTS))
@@ -117,7 +117,7 @@ def test_hardening_and_shutdown_order(case):
     helpers = {n for n in by_name if n.endswith("-adapter") or n == "puller"}
     assert own and own <= set(by_name)
     for name in own | helpers:
-        assert by_name[name]["lifecycle"] == WAIT_FOR_MESH, name
+        assert by_name[name]["lifecycle"] == EXPECTED_WAIT_HOOK, name
     assert by_name["mm"]["lifecycle"] == {"preStop": {"exec": {"command": ["/opt/kserve/mmesh/stop.sh", "wait"]}}}
     if "rest-proxy" in by_name:
         assert "lifecycle" not in by_name["rest-proxy"]  # as the reference: stops with the pod
