@@ -13,6 +13,8 @@ RUN apt-get update \
     && useradd --uid 2000 --no-create-home --shell /usr/sbin/nologin modelmesh
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links=/wheels modelmesh[fast] && rm -rf /wheels
+# The mesh container's preStop hook (mode 755 in git), at the reference's path: modelmesh/mesh/prestop.py
+COPY scripts/mesh-stop.sh /opt/kserve/mmesh/stop.sh
 USER 2000
 # gRPC 8033 (mesh), 8080 (mesh peers / controller metrics), 8085 (adapter SPI), 8008 (REST), 2112 (metrics), 8089 (probes)
 EXPOSE 8033 8080 8085 8008 2112 8089

@@ -2,6 +2,7 @@
 
     modelmesh controller            reconcile CRs into Deployments, Services and the mesh
     modelmesh runtime [ROLE]        the runtime-pod sidecar: mesh (default), adapter, puller, rest-proxy
+    modelmesh runtime stop [--wait] the mesh container's preStop: hand off the models, then exit
     modelmesh local                 all-in-one on one machine, no Kubernetes
     modelmesh version
 
@@ -22,7 +23,7 @@ from modelmesh import __version__
 from modelmesh.config.adapter import AdapterSettings
 from modelmesh.config.controller import ControllerSettings
 from modelmesh.config.local import LocalSettings
-from modelmesh.config.mesh import MeshSettings
+from modelmesh.config.mesh import MeshSettings, MeshStopSettings
 from modelmesh.config.proxy import RestProxySettings
 from modelmesh.config.settings import SettingsError, describe, fields_of, load_settings
 
@@ -64,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     for role, (cls, desc) in RUNTIME_ROLES.items():
         rp = roles.add_parser(role, help=desc, description=desc, formatter_class=_Formatter)
         _add_settings(rp, cls, f"{role} settings")
+    desc = "ask the mesh in this pod to hand off its models and exit (the mesh container's preStop)"
+    rp = roles.add_parser("stop", help=desc, description=desc, formatter_class=_Formatter)
+    rp.add_argument("--wait", action="store_true", help="return only once the mesh is about to exit")
+    _add_settings(rp, MeshStopSettings, "stop settings")
 
     p = modes.add_parser("local", help="all-in-one mesh on this machine (no Kubernetes)", formatter_class=_Formatter)
     _add_settings(p, LocalSettings, "local settings")
@@ -89,6 +94,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         if ns.mode == "controller":
             settings = _settings(ns, ControllerSettings, env)
+        elif ns.mode == "runtime" and ns.role == "stop":
+            from modelmesh.apps.mesh_stop import request_stop
+
+            return request_stop(_settings(ns, MeshStopSettings, env).prestop_port, ns.wait)
         elif ns.mode == "runtime":
             role = ns.role or "mesh"
             settings = _settings(ns, RUNTIME_ROLES[role][0], env)

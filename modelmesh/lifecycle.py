@@ -17,6 +17,9 @@ log = get_logger("modelmesh.lifecycle")
 
 
 class App(Protocol):
+    """An app may also have `stop_requested` (an asyncio.Event): setting it stops the app as
+    SIGTERM does (e.g. the mesh's preStop), without counting as a first signal."""
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -40,7 +43,9 @@ def use_uvloop() -> bool:
 
 async def serve(app: App, shutdown_timeout_s: float) -> int:
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop = getattr(app, "stop_requested", None)
+    if stop is None:
+        stop = asyncio.Event()
     signals_seen = 0
 
     def on_signal(signum: int) -> None:

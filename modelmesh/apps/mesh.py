@@ -1,18 +1,27 @@
 """`modelmesh runtime` (role mesh): one instance of the serving mesh, with its probes
-(/ready, /live) and Prometheus metrics."""
+(/ready, /live), Prometheus metrics and the preStop gate of the pod's shutdown order."""
 
 from __future__ import annotations
+
+import asyncio
 
 from modelmesh.apps.observed import ObservedApp
 from modelmesh.config.mesh import MeshSettings
 from modelmesh.lifecycle import StartupError
 from modelmesh.mesh.instance import MeshInstance
+from modelmesh.mesh.prestop import PreStopGate
 
 
 class MeshApp(ObservedApp):
     def __init__(self, settings: MeshSettings) -> None:
         super().__init__("runtime", settings.metrics, settings.probe_port)
         self.settings = settings
+        self.stop_requested = asyncio.Event()  # lifecycle.serve: stop as on SIGTERM
+        # Up first (before the probes say live, before the mesh starts), so a pod deleted during
+        # start-up stops in order too.
+        self.prestop = PreStopGate(settings.prestop_port, self.stop_requested.set,
+                                   max_hold_s=max(10.0, 2 * settings.shutdown_timeout_ms / 1000))
+        self.endpoints.insert(0, self.prestop.endpoint)
         self.mesh = MeshInstance(settings, self.registry)
 
     @property
@@ -34,7 +43,11 @@ class MeshApp(ObservedApp):
 
     async def stop_components(self) -> None:
         self.ready = False
-        await self.mesh.stop(self.settings.shutdown_timeout_ms / 1000)
+        try:
+            await self.mesh.stop(self.settings.shutdown_timeout_ms / 1000)
+        finally:
+            # Models handed off, runtime clients closed: the runtime may stop now.
+            self.prestop.release()
 
 
 def make_app(settings: MeshSettings) -> MeshApp:

@@ -44,6 +44,9 @@ class MeshSettings(LogSettings):
         "MM_INTERNAL_GRPC_PORT", 8080, "peer-to-peer forwarding port", check=port
     )
     probe_port: int = setting("MM_PROBE_PORT", 8089, "HTTP GET /ready and /live", check=port)
+    prestop_port: int = setting(
+        "MM_PRESTOP_WAIT_PORT", 8090, "HTTP GET /prestop, held until the mesh is about to exit (the preStop of "
+        "the pod's other containers); POST /stop from the pod itself starts the shutdown", check=port)
     metrics: MetricsSpec = setting(
         "MM_METRICS", MetricsSpec(), "prometheus:port=<n>;scheme=<http|https>, or none", parse=MetricsSpec.parse
     )
@@ -119,3 +122,10 @@ class MeshSettings(LogSettings):
 
     def validate(self) -> None:
         self.server_tls()
+
+
+@dataclass(frozen=True)
+class MeshStopSettings(LogSettings):
+    """`modelmesh runtime stop`: the mesh container's preStop (run with that container's env)."""
+
+    prestop_port: int = setting("MM_PRESTOP_WAIT_PORT", 8090, "the mesh's preStop port", check=port)

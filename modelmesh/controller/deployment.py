@@ -3,12 +3,14 @@ adapter or puller, the REST proxy and the mesh container (controller.md)."""
 
 from __future__ import annotations
 
+import copy
 import math
+import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelmesh.controller.quantity import parse_quantity
+from modelmesh.controller.quantity import binary_si, normalized_resources, parse_quantity, quantity_string
 from modelmesh.controller.runtime_spec import Endpoint
 from modelmesh.controller.user_config import ControllerConfig, Image
 from modelmesh.modelspec.runtime_labels import runtime_labels
@@ -16,7 +18,6 @@ from modelmesh.modelspec.runtime_labels import runtime_labels
 MANAGED_BY = "modelmesh-controller"
 MESH_CONFIG_DIR = "/etc/watson/mmesh/config"
 ETCD_DIR = "/opt/kserve/mmesh/etcd"
-SOCKET_DIR = "/opt/kserve/mmesh"
 TLS_DIR = "/opt/kserve/mmesh/tls"
 MODELS_DIR = "/models"
 STORAGE_CONFIG_DIR = "/storage-config"
@@ -24,6 +25,22 @@ PVC_MOUNT_ROOT = "/pvc_mounts"
 PULLER_PORT = 8086
 PROBE_PORT = 8089
 SHUTDOWN_TIMEOUT_MS = 90000
+TERMINATION_GRACE_S = 90
+
+# Shutdown order (controller.md, "Hardening and shutdown order"): Kubernetes runs every
+# container's preStop at once and stops a container when its own preStop returns. The mesh's
+# preStop starts the hand-off of its models and waits for it; the runtime's containers and the
+# adapter/puller wait on the mesh's /prestop, which it answers only when it is about to exit,
+# so the model server keeps serving (and unloading) while the mesh still needs it.
+PRESTOP_PORT = 8090  # the mesh's MM_PRESTOP_WAIT_PORT (default)
+WAIT_FOR_MESH = {"preStop": {"httpGet": {"path": "/prestop", "port": PRESTOP_PORT, "scheme": "HTTP"}}}
+# The reference's own hook and script path: the image provides it, so a modelMeshImage that is
+# the reference's mesh image works too.
+MESH_STOP = {"preStop": {"exec": {"command": ["/opt/kserve/mmesh/stop.sh", "wait"]}}}
+DROP_ALL_CAPABILITIES = {"capabilities": {"drop": ["ALL"]}}
+# Where the runtime has no required node affinity of its own: the architectures images exist for.
+ARCH_TERM = {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In",
+                                   "values": ["amd64", "arm64", "s390x"]}]}
 
 
 @dataclass(frozen=True)
@@ -74,7 +91,45 @@ def _models_dir_size(containers: Sequence[Mapping[str, Any]]) -> str | None:
             total += parse_quantity(limit)
     if not total:
         return None
-    return str(math.ceil(total * 3 / 2))  # 1.5x: room for the files of every loaded model
+    return binary_si(math.ceil(total * 3 / 2))  # 1.5x: room for the files of every loaded model
+
+
+def socket_dir(*endpoints: Endpoint) -> str | None:
+    """The directory of the runtime's unix sockets, mounted in every container that uses them
+    (runtime_spec.validate_runtime allows only one)."""
+    dirs = {posixpath.dirname(e.socket_path) for e in endpoints if e.socket_path}
+    return min(dirs) if dirs else None
+
+
+def _hardened(container: dict[str, Any], lifecycle: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Capabilities dropped (unless the runtime set its own securityContext), the shutdown-order
+    hook, and resources as quantity strings."""
+    container.setdefault("securityContext", copy.deepcopy(DROP_ALL_CAPABILITIES))
+    if lifecycle is not None:
+        container["lifecycle"] = copy.deepcopy(lifecycle)
+    if "resources" in container:
+        container["resources"] = normalized_resources(container["resources"])
+    return container
+
+
+def _volume(volume: Mapping[str, Any]) -> dict[str, Any]:
+    volume = dict(volume)
+    empty_dir = volume.get("emptyDir")
+    if isinstance(empty_dir, Mapping) and empty_dir.get("sizeLimit") is not None:
+        volume["emptyDir"] = {**empty_dir, "sizeLimit": quantity_string(empty_dir["sizeLimit"])}
+    return volume
+
+
+def _affinity(affinity: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The runtime's affinity, with the default architecture rule when it requires no node
+    affinity itself. Required node-selector terms are ORed, so a runtime's own terms are kept
+    as they are: adding the default as another term would loosen them."""
+    out = dict(affinity or {})
+    node = dict(out.get("nodeAffinity") or {})
+    if not node.get("requiredDuringSchedulingIgnoredDuringExecution"):
+        node["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": [copy.deepcopy(ARCH_TERM)]}
+    out["nodeAffinity"] = node
+    return out
 
 
 def _image_command(image: Image, role: str | None) -> dict[str, Any]:
@@ -100,7 +155,8 @@ def build_deployment(
     grpc_endpoint = Endpoint.parse(spec.get("grpcEndpoint") or "port:8085")
     data_endpoint = Endpoint.parse(spec["grpcDataEndpoint"]) if spec.get("grpcDataEndpoint") else grpc_endpoint
     use_puller = adapter is None and not (spec.get("storageHelper") or {}).get("disabled", False)
-    uses_socket = bool(grpc_endpoint.socket_path or data_endpoint.socket_path)
+    sockets = socket_dir(grpc_endpoint, data_endpoint)
+    uses_socket = sockets is not None
     tls = bool(config.tls_secret_name)
 
     volumes: list[dict[str, Any]] = [{"name": "models-dir", "emptyDir": {}}]
@@ -118,9 +174,9 @@ def build_deployment(
     volumes.append({"name": "etcd-config", "secret": {"secretName": etcd_secret_name, "defaultMode": 420}})
     if tls:
         volumes.append({"name": "tls-certs", "secret": {"secretName": config.tls_secret_name, "defaultMode": 420}})
-    volumes.extend(spec.get("volumes") or [])
+    volumes.extend(_volume(v) for v in spec.get("volumes") or [])
 
-    socket_mount = {"name": "domain-socket", "mountPath": SOCKET_DIR}
+    socket_mount = {"name": "domain-socket", "mountPath": sockets}
     containers: list[dict[str, Any]] = []
     for c in spec.get("containers") or []:
         c = dict(c)
@@ -129,7 +185,7 @@ def build_deployment(
         if uses_socket:
             mounts.append(socket_mount)
         c["volumeMounts"] = mounts
-        containers.append(c)
+        containers.append(_hardened(c, WAIT_FOR_MESH))
 
     storage_mounts = [{"name": "models-dir", "mountPath": MODELS_DIR},
                       {"name": "storage-config", "mountPath": STORAGE_CONFIG_DIR, "readOnly": True}]
@@ -160,19 +216,19 @@ def build_deployment(
         if "perModelConcurrencyLimit" in annotations:
             env.append(_env("LIMIT_PER_MODEL_CONCURRENCY", annotations["perModelConcurrencyLimit"]))
         env.extend(adapter.get("env") or [])
-        containers.append({
+        containers.append(_hardened({
             "name": f"{server_type}-adapter", **_image_command(config.storage_helper_image, "adapter"),
             "env": env, "resources": dict(config.storage_helper_resources), "volumeMounts": storage_mounts,
             "imagePullPolicy": "IfNotPresent",
-        })
+        }, WAIT_FOR_MESH))
     elif use_puller:
         env = [_env("ADAPTER_PORT", PULLER_PORT), _endpoint_env("RUNTIME", grpc_endpoint)]
-        containers.append({
+        containers.append(_hardened({
             "name": "puller", **_image_command(config.storage_helper_image, "puller"),
             "env": env, "ports": [{"name": "puller", "containerPort": PULLER_PORT}],
             "resources": dict(config.storage_helper_resources), "volumeMounts": storage_mounts,
             "imagePullPolicy": "IfNotPresent",
-        })
+        }, WAIT_FOR_MESH))
 
     if config.rest_proxy_enabled:
         rest_env = [
@@ -194,7 +250,7 @@ def build_deployment(
                 rest_env += [_env("MM_TLS_CLIENT_AUTH", config.tls_client_auth),
                              _env("MM_TLS_TRUST_CERT_PATH", f"{TLS_DIR}/ca.crt")]
             rest["volumeMounts"] = [{"name": "tls-certs", "mountPath": TLS_DIR, "readOnly": True}]
-        containers.append(rest)
+        containers.append(_hardened(rest, None))  # no hook: as the reference, it stops with the pod
 
     # The mesh reaches the SPI on the adapter/puller (or the runtime itself) and forwards
     # inference straight to the runtime's data endpoint.
@@ -208,11 +264,10 @@ def build_deployment(
         _field_env("MM_LOCATION", "status.hostIP"),
         _env("KV_STORE", f"etcd:{ETCD_DIR}/etcd_connection"),
         _env("MM_METRICS", f"prometheus:port={config.metrics_port};scheme={config.metrics_scheme}"
-             if config.metrics_enabled else "none"),
+             if config.metrics_enabled else "disabled"),
         _env("SHUTDOWN_TIMEOUT_MS", SHUTDOWN_TIMEOUT_MS),
         _endpoint_env("INTERNAL_SERVING_GRPC", data_endpoint),
         _endpoint_env("INTERNAL_GRPC", spi_endpoint),
-        _env("MM_LOG_EACH_INVOKE", str(config.enable_access_logging).lower()),
         _env("MM_SVC_GRPC_MAX_MSG_SIZE", config.grpc_max_message_size),
         _env("MM_KVSTORE_PREFIX", "mm"),
         _env("MM_DEFAULT_VMODEL_OWNER", "ksp"),
@@ -220,9 +275,11 @@ def build_deployment(
         _env("MM_TYPE_CONSTRAINTS_PATH", f"{MESH_CONFIG_DIR}/type_constraints"),
         _env("MM_DATAPLANE_CONFIG_PATH", f"{MESH_CONFIG_DIR}/dataplane_api_config"),
     ]
+    if config.enable_access_logging:  # as the reference: only when on
+        mm_env.append(_env("MM_LOG_EACH_INVOKE", "true"))
     if config.payload_processors:
         mm_env.append(_env("MM_PAYLOAD_PROCESSORS", " ".join(config.payload_processors)))
-    mm_mounts = [{"name": "tc-config", "mountPath": MESH_CONFIG_DIR, "readOnly": True},
+    mm_mounts = [{"name": "tc-config", "mountPath": MESH_CONFIG_DIR},  # a ConfigMap volume is read-only anyway
                  {"name": "etcd-config", "mountPath": ETCD_DIR, "readOnly": True}]
     if uses_socket:
         mm_mounts.append(socket_mount)
@@ -237,7 +294,7 @@ def build_deployment(
     mm_ports = [{"name": "grpc", "containerPort": config.service_port}]
     if config.metrics_enabled:
         mm_ports.append({"name": "prometheus", "containerPort": config.metrics_port})
-    containers.append({
+    containers.append(_hardened({
         "name": "mm", **_image_command(config.modelmesh_image, None), "env": mm_env, "ports": mm_ports,
         "resources": dict(config.modelmesh_resources), "volumeMounts": mm_mounts, "imagePullPolicy": "IfNotPresent",
         "readinessProbe": {"httpGet": {"path": "/ready", "port": PROBE_PORT, "scheme": "HTTP"},
@@ -245,7 +302,7 @@ def build_deployment(
         "livenessProbe": {"httpGet": {"path": "/live", "port": PROBE_PORT, "scheme": "HTTP"},
                           "initialDelaySeconds": 90, "periodSeconds": 30, "timeoutSeconds": 5,
                           "failureThreshold": 2},
-    })
+    }, MESH_STOP))
 
     pod_labels = {**config.runtime_pod_labels, **(spec.get("labels") or {}), **labels}
     pod_annotations = {**config.runtime_pod_annotations, **(spec.get("annotations") or {})}
@@ -255,14 +312,15 @@ def build_deployment(
             "prometheus.io/scheme": config.metrics_scheme, "prometheus.io/scrape": "true",
         })
     pod_spec: dict[str, Any] = {
-        "containers": containers, "volumes": volumes, "terminationGracePeriodSeconds": 90,
+        "containers": containers, "volumes": volumes, "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+        "affinity": _affinity(spec.get("affinity")),
     }
     if config.service_account_name:
         pod_spec["serviceAccountName"] = config.service_account_name
     pull_secrets = [*({"name": n} for n in config.image_pull_secrets), *(spec.get("imagePullSecrets") or [])]
     if pull_secrets:
         pod_spec["imagePullSecrets"] = pull_secrets
-    for key in ("nodeSelector", "affinity", "tolerations"):
+    for key in ("nodeSelector", "tolerations"):
         if spec.get(key):
             pod_spec[key] = spec[key]
     return {

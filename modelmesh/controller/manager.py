@@ -9,16 +9,15 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Gauge
 
 from modelmesh.config.controller import ControllerSettings
+from modelmesh.controller import events
 from modelmesh.controller.context import ISVC_KIND, NAMESPACE_LABEL, PREDICTOR_KIND, Context, parse_model
 from modelmesh.controller.kube import (
     CLUSTER_SERVING_RUNTIME,
     CONFIG_MAP,
     ENDPOINTS,
-    EVENT,
     GROUP,
     INFERENCE_SERVICE,
     NAMESPACE,
@@ -35,7 +34,6 @@ from modelmesh.controller.reconcilers.runtime import RuntimeReconciler
 from modelmesh.controller.user_config import CONFIG_KEY, CONFIG_MAP_NAME, ConfigError, ControllerConfig
 from modelmesh.controller.watcher import Watcher
 from modelmesh.controller.workqueue import QueueMetrics, WorkQueue
-from modelmesh.modelspec.status import now_rfc3339
 from modelmesh.observability.logging import get_logger
 
 log = get_logger("modelmesh.controller")
@@ -235,21 +233,9 @@ class Controller:
         if cm is None or cm["metadata"].get("resourceVersion") == self._reported_config_rv:
             return
         self._reported_config_rv = cm["metadata"].get("resourceVersion")
-        meta = cm["metadata"]
-        event = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{CONFIG_MAP_NAME}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": "v1", "kind": "ConfigMap", "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta.get("uid"),
-                               "resourceVersion": meta.get("resourceVersion")},
-            "reason": "InvalidConfig", "message": f"not applied: {message}", "type": "Warning",
-            "source": {"component": "modelmesh-controller"},
-            "firstTimestamp": now_rfc3339(), "lastTimestamp": now_rfc3339(), "count": 1,
-        }
-        try:
-            await self.api.create(EVENT, event, meta["namespace"])
-        except ApiException as e:
-            log.warning("cannot record config event", error=str(e)[:200])
+        involved = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": cm["metadata"]}
+        await events.record(self.api, events.warning_event(involved, cm["metadata"]["namespace"], "InvalidConfig",
+                                                           f"not applied: {message}"))
 
     # --- the mesh ---------------------------------------------------------------------------
 

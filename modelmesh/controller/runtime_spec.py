@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from modelmesh.controller.quantity import quantity_string
 
 RESERVED_CONTAINERS = ("mm", "rest-proxy", "puller")
 RESERVED_VOLUMES = ("storage-config", "etcd-config", "tc-config", "domain-socket", "models-dir")
@@ -59,6 +62,15 @@ def validate_runtime(spec: Mapping[str, Any], builtin_server_types: Sequence[str
             errors.append(f"container {name!r} may not set readinessProbe")
         if c.get("lifecycle") is not None:
             errors.append(f"container {name!r} may not set lifecycle")
+        resources = c.get("resources") if isinstance(c.get("resources"), Mapping) else {}
+        for section in ("limits", "requests"):
+            quantities = resources.get(section) if isinstance(resources.get(section), Mapping) else {}
+            for resource, value in quantities.items():
+                try:
+                    quantity_string(value)
+                except ValueError:
+                    errors.append(f"container {name!r}: resources.{section}.{resource}: "
+                                  f"{value!r} is not a quantity")
         for p in c.get("ports") or []:
             if p.get("name") in RESERVED_PORT_NAMES:
                 errors.append(f"container {name!r}: port name {p['name']!r} is reserved")
@@ -68,12 +80,20 @@ def validate_runtime(spec: Mapping[str, Any], builtin_server_types: Sequence[str
         vname = v.get("name", "")
         if vname in RESERVED_VOLUMES or vname.startswith("mm-"):
             errors.append(f"volume name {vname!r} is reserved")
+    socket_dirs = set()
     for field in ("grpcEndpoint", "grpcDataEndpoint"):
         if spec.get(field):
             try:
-                Endpoint.parse(spec[field])
+                endpoint = Endpoint.parse(spec[field])
             except ValueError as e:
                 errors.append(f"spec.{field}: {e}")
+                continue
+            if endpoint.socket_path:
+                socket_dirs.add(posixpath.dirname(endpoint.socket_path))
+    if "/" in socket_dirs:
+        errors.append("unix socket endpoints must be in a directory below /, which is mounted in every container")
+    if len(socket_dirs) > 1:
+        errors.append(f"unix socket endpoints must share one directory, got {', '.join(sorted(socket_dirs))}")
     adapter = spec.get("builtInAdapter")
     if adapter:
         server_type = adapter.get("serverType", "")

@@ -40,6 +40,11 @@ class RuntimeClient:
                     return status
                 last = rt.RuntimeStatusResponse.Status.Name(status.status)
             except grpc.aio.AioRpcError as e:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # grpc.aio may turn our own cancellation (a SIGTERM during start-up) into an
+                    # RPC error; swallowing it would keep start-up waiting for the runtime.
+                    raise asyncio.CancelledError() from e
                 last = f"{e.code().name}: {e.details()}"
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"runtime at {self.target} not READY after {timeout_s:.0f}s (last: {last})")

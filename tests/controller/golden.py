@@ -36,6 +36,7 @@ CUSTOM_RUNTIME = {
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "variant-metrics-off": ("mlserver-1.x", {"metrics": {"enabled": False}}),
     "variant-rest-proxy-off": ("mlserver-1.x", {"restProxy": {"enabled": False}}),
+    "variant-access-logging": ("mlserver-1.x", {"enableAccessLogging": True}),
     "variant-payload-processors": ("mlserver-1.x", {"payloadProcessors": ["http://sink:8080/consume",
                                                                           "logger://"]}),
     "variant-tls": ("mlserver-1.x", {"tls": {"secretName": "mm-tls", "clientAuth": "require"}}),

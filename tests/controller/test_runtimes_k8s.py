@@ -122,6 +122,73 @@ async def test_invalid_runtime_reports_reason_and_gets_no_deployment(env, name, 
     await kube.delete(SERVING_RUNTIME, name, NS)
 
 
+@pytest.mark.parametrize("runtime", ["mlserver-1.x", "triton-2.x", "ovms-1.x", "torchserve-0.x"])
+async def test_shipped_runtimes_deploy(env, runtime):
+    """Each shipped runtime as the apiserver takes it; ovms-1.x has `cpu: 5`, a YAML number."""
+    kube, controller = env
+    doc = runtime_doc(runtime, NS)
+    doc["metadata"]["name"] = f"shipped-{runtime}"
+    await kube.apply(doc)
+    dep = await eventually(lambda: kube.get(DEPLOYMENT, f"modelmesh-serving-shipped-{runtime}", NS),
+                           what=f"{runtime} deployment")
+    obj = await kube.get(SERVING_RUNTIME, f"shipped-{runtime}", NS)
+    expected = build_deployment(runtime_ref(obj), NS, controller.ctx.config, dep["spec"]["replicas"],
+                                "model-serving-etcd")
+    assert subset(expected, dep) == []
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["cpu"] == "5"
+    assert all(c["securityContext"]["capabilities"]["drop"] == ["ALL"] for c in pod["containers"])
+    await kube.delete(SERVING_RUNTIME, f"shipped-{runtime}", NS)
+
+
+@pytest.mark.parametrize("name, sidecar, needle", [
+    # invalid: a 422 from the apiserver's validation
+    ("rejected-rt", {"name": "Side_Car", "image": "busybox"}, "Side_Car"),
+    # a number where a string belongs: server-side apply cannot type the patch (a 500 on 1.20)
+    ("rejected-type-rt", {"name": "sidecar", "image": "busybox", "env": [{"name": "PORT", "value": 8001}]},
+     "expected string"),
+])
+async def test_rejected_deployment_is_reported_not_retried(env, name, sidecar, needle):
+    """A runtime our validation accepts but whose Deployment the apiserver rejects: Valid=False
+    with the apiserver's reason, one Warning Event; once the runtime is fixed it is deployed and
+    Valid again."""
+    kube, _ = env
+    doc = runtime_doc("mlserver-1.x", NS)
+    doc["metadata"]["name"] = name
+    doc["spec"]["containers"].append(sidecar)
+    await kube.apply(doc)
+
+    async def valid_condition():
+        obj = await kube.get(SERVING_RUNTIME, name, NS)
+        return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}.get("Valid")
+
+    cond = await eventually(valid_condition, what="Valid condition")
+    assert cond["status"] == "False" and cond["reason"] == "DeploymentRejected", cond
+    assert needle in cond["message"] and f"modelmesh-serving-{name}" in cond["message"]
+
+    async def rejection_events():
+        items, _ = await kube.list(EVENT, NS)
+        return [e for e in items if e.get("reason") == "DeploymentRejected"
+                and e["involvedObject"]["name"] == name and e["involvedObject"]["kind"] == "ServingRuntime"]
+
+    events = await eventually(rejection_events, what="DeploymentRejected event")
+    assert events[0]["type"] == "Warning" and needle in events[0]["message"]
+
+    doc["spec"]["containers"] = doc["spec"]["containers"][:1]
+    await kube.apply(doc)
+    await eventually(lambda: kube.get(DEPLOYMENT, f"modelmesh-serving-{name}", NS), what="fixed runtime deployed")
+    cond = await eventually(lambda: _true(valid_condition()), what="Valid again")
+    assert cond["reason"] == "Valid"
+    # Reconciles caused by our own status writes did not record the same problem again.
+    assert len(await rejection_events()) == 1
+    await kube.delete(SERVING_RUNTIME, name, NS)
+
+
+async def _true(cond_coro):
+    cond = await cond_coro
+    return cond if cond and cond["status"] == "True" else None
+
+
 async def test_disable_and_non_multimodel_remove_the_deployment(env):
     kube, _ = env
     doc = runtime_doc("mlserver-1.x", NS)

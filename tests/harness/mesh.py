@@ -63,11 +63,12 @@ class MeshProcess:
         self.workdir = workdir
         self.instance_id = instance_id
         self.grpc_port, self.internal_port = free_port(), free_port()
-        self.probe_port, self.metrics_port = free_port(), free_port()
+        self.probe_port, self.metrics_port, self.prestop_port = free_port(), free_port(), free_port()
         self.env = {
             **os.environ,
             "MM_SERVICE_NAME": service_name, "MM_SVC_GRPC_PORT": str(self.grpc_port),
             "MM_INTERNAL_GRPC_PORT": str(self.internal_port), "MM_PROBE_PORT": str(self.probe_port),
+            "MM_PRESTOP_WAIT_PORT": str(self.prestop_port),
             "MM_METRICS": f"prometheus:port={self.metrics_port};scheme=http",
             "KV_STORE": f"etcd:{etcd_endpoint}", "MM_KVSTORE_PREFIX": "mm",
             "INTERNAL_GRPC_PORT": str(runtime_port), "WKUBE_POD_NAME": instance_id,

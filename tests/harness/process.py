@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -30,6 +32,20 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
             last_exc = e
         time.sleep(interval)
     raise TimeoutError(f"{what} not ready after {timeout:.0f}s" + (f" (last error: {last_exc})" if last_exc else ""))
+
+
+async def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Await until `condition()` (sync or async) is truthy and return it; fail at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        assert loop.time() < deadline, f"{what} not within {timeout}s"
+        await asyncio.sleep(interval)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -5,21 +5,10 @@ import asyncio
 import signal
 
 from harness.mesh_client import model_info
+from harness.process import wait_for
 from modelmesh.protos import model_mesh_pb2 as pb
 
 ST = pb.ModelStatusInfo
-
-
-async def wait_for(condition, timeout, what):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert asyncio.get_running_loop().time() < deadline, f"{what} not within {timeout}s"
-        await asyncio.sleep(0.05)
 
 
 async def test_sigterm_hands_off_models_in_use(etcd, nodes, client_for):

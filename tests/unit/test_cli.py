@@ -72,7 +72,7 @@ def _get(url: str, context=None) -> tuple[int, str]:
 
 def _start_runtime(tmp_path: Path, env: dict[str, str]) -> ManagedProcess:
     proc = ManagedProcess("modelmesh-runtime", [*MODELMESH, "runtime"], tmp_path / "runtime.log",
-                          env={**os.environ, **env})
+                          env={**os.environ, "MM_PRESTOP_WAIT_PORT": str(free_port()), **env})
     return proc
 
 
@@ -121,7 +121,8 @@ def test_port_in_use_is_a_clear_startup_error(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run([*MODELMESH, "runtime"], capture_output=True, text=True, timeout=60,
-                                env={**os.environ, "MM_PROBE_PORT": str(port), "MM_METRICS": "none"})
+                                env={**os.environ, "MM_PROBE_PORT": str(port), "MM_METRICS": "none",
+                                     "MM_PRESTOP_WAIT_PORT": str(free_port())})
     assert result.returncode == 1
     errors = [orjson.loads(line) for line in result.stdout.splitlines() if '"error"' in line]
     assert any(e["event"] == "start-up failed" and f":{port}" in e["error"] for e in errors), result.stdout

@@ -1,5 +1,9 @@
 """Per (namespace, runtime): the runtime Deployment, its replicas (scale to zero with a
-grace period) and its HPA; removal for disabled, non-multiModel or deleted runtimes."""
+grace period) and its HPA; removal for disabled, non-multiModel or deleted runtimes.
+
+A runtime that cannot be deployed (invalid spec, or a Deployment the apiserver rejects) is
+reported where users look: the `Valid` condition of a ServingRuntime and a Warning Event on
+the (Cluster)ServingRuntime. It is not retried until the runtime or the config changes."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from modelmesh.controller import events
 from modelmesh.controller.context import Context, parse_model
 from modelmesh.controller.deployment import MANAGED_BY, RuntimeRef, build_deployment, deployment_name, owner_reference
 from modelmesh.controller.hpa import build_hpa
@@ -23,6 +28,8 @@ class RuntimeReconciler:
     def __init__(self, ctx: Context, clock) -> None:
         self.ctx = ctx
         self._clock = clock  # loop time; injected so the scale-to-zero timeline is testable
+        # (namespace, kind, runtime) -> the problem last recorded as an Event
+        self._reported: dict[tuple[str, str, str], tuple[str, str]] = {}
 
     async def __call__(self, key: tuple[str, str]) -> float | None:
         namespace, name = key
@@ -32,12 +39,14 @@ class RuntimeReconciler:
         ref = ctx.runtimes_in(namespace).get(name)
         dep_name = deployment_name(ctx.config.service_name, name)
         if ref is None or not is_served(ref.spec):
+            for kind in ("ServingRuntime", "ClusterServingRuntime"):
+                self._reported.pop((namespace, kind, name), None)
             await self._remove(namespace, dep_name)
             return None
         errors = validate_runtime(ref.spec, ctx.config.builtin_server_types)
-        await self._report_validity(namespace, ref, errors)
         if errors:
             log.error("invalid ServingRuntime, not deployed", namespace=namespace, runtime=name, errors=errors)
+            await self._report(namespace, ref, "InvalidSpec", "; ".join(errors))
             return None
 
         replicas, requeue = self._replicas(namespace, ref)
@@ -46,7 +55,16 @@ class RuntimeReconciler:
         hpa = hpa_settings(ref.annotations)
         if hpa is not None and replicas > 0:
             del deployment["spec"]["replicas"]  # the HPA owns replicas while the runtime is in use
-        await ctx.api.apply(deployment)
+        try:
+            await ctx.api.apply(deployment)
+        except ApiException as e:
+            if not _rejected(e):  # not about the object itself: retried with backoff
+                raise
+            message = f"the apiserver rejected Deployment {dep_name}: {_status_message(e)}"
+            log.error("runtime deployment rejected", namespace=namespace, runtime=name, error=message)
+            await self._report(namespace, ref, "DeploymentRejected", message)
+            return None
+        await self._report(namespace, ref, None, "")
         hpa_kind_ = hpa_kind(ctx.hpa_version)
         if hpa is not None and replicas > 0:
             lo, hi, metric, target = hpa
@@ -108,20 +126,50 @@ class RuntimeReconciler:
             log.info("runtime deployment removed", namespace=namespace, deployment=dep_name)
         await self.ctx.api.delete(hpa_kind(self.ctx.hpa_version), dep_name, namespace)
 
-    async def _report_validity(self, namespace: str, ref: RuntimeRef, errors: list[str]) -> None:
-        """Namespaced runtimes carry a `Valid` condition in their status."""
-        if ref.kind != "ServingRuntime":
+    async def _report(self, namespace: str, ref: RuntimeRef, reason: str | None, message: str) -> None:
+        """`reason` None: deployable. Otherwise a Warning Event (once per distinct problem) and,
+        on a namespaced runtime, the `Valid` condition False with that reason."""
+        obj = self._object(namespace, ref)
+        if obj is None:
             return
-        obj = self.ctx.runtimes.get(namespace, ref.name) if self.ctx.runtimes else None
-        current = {c.get("type"): c for c in ((obj or {}).get("status") or {}).get("conditions") or []}
-        cond: dict[str, Any] = {"type": "Valid", "status": "False" if errors else "True",
-                                "reason": "InvalidSpec" if errors else "Valid",
-                                "message": "; ".join(errors) if errors else "valid"}
+        key = (namespace, ref.kind, ref.name)
+        if reason is None:
+            self._reported.pop(key, None)
+        elif self._reported.get(key) != (reason, message):
+            self._reported[key] = (reason, message)
+            await events.record(self.ctx.api, events.warning_event(obj, namespace, reason, message))
+        if ref.kind == "ServingRuntime":
+            await self._set_valid_condition(obj, reason, message)
+
+    def _object(self, namespace: str, ref: RuntimeRef) -> dict[str, Any] | None:
+        if ref.kind == "ServingRuntime":
+            watcher, key_ns = self.ctx.runtimes, namespace
+        else:
+            watcher, key_ns = self.ctx.cluster_runtimes, ""
+        obj = watcher.get(key_ns, ref.name) if watcher else None
+        return {"apiVersion": ref.api_version, "kind": ref.kind, **obj} if obj is not None else None
+
+    async def _set_valid_condition(self, obj: dict[str, Any], reason: str | None, message: str) -> None:
+        current = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
+        cond: dict[str, Any] = {"type": "Valid", "status": "True" if reason is None else "False",
+                                "reason": reason or "Valid", "message": message or "valid"}
         old = current.get("Valid") or {}
         if all(old.get(k) == v for k, v in cond.items()):
-            return
-        if obj is None:
             return
         others = [c for c in current.values() if c.get("type") != "Valid"]
         await self.ctx.api.replace_status(SERVING_RUNTIME, {**obj, "status": {**(obj.get("status") or {}),
                                                                                "conditions": [*others, cond]}})
+
+
+def _rejected(e: ApiException) -> bool:
+    """The apiserver refused the object itself: invalid (422), malformed (400), or a value of
+    the wrong type, which server-side apply reports as a 500 on kube-apiserver 1.20."""
+    return e.status in (400, 422) or (e.status == 500 and "failed to create typed patch object" in _status_message(e))
+
+
+def _status_message(e: ApiException) -> str:
+    """The apiserver's own explanation (the Status object's message)."""
+    try:
+        return str(json.loads(e.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{e.status} {e.reason}"
