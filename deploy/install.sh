@@ -191,6 +191,14 @@ render_quickstart() {
   sed -i "s/\.modelmesh-serving\.svc/.${namespace}.svc/g" "$work/quickstart.yaml"
 }
 
+wait_gone() {  # wait_gone SECONDS KIND/NAME...: true once none of them exists
+  local deadline=$((SECONDS + $1)); shift
+  while [[ -n $(k get "$@" --ignore-not-found -o name 2>/dev/null) ]]; do
+    ((SECONDS < deadline)) || return 1
+    sleep 1
+  done
+}
+
 runtimes_base() { [[ $namespace_scope == true ]] && echo namespace-runtimes || echo runtimes; }
 
 #################### delete ####################
@@ -212,11 +220,23 @@ if [[ $delete == true ]]; then
     k delete deployments,services,configmaps,secrets,horizontalpodautoscalers.autoscaling -n "$ns" \
       -l app.kubernetes.io/managed-by=modelmesh-controller --ignore-not-found >&2 || true
   done
-  self_signed_ca=true  # the component is not needed to know names; cert-manager objects go by label below
+  self_signed_ca=true  # names only; cert-manager objects go by label below
   for base in default namespace-scope; do
     render_controller "$base"
-    k delete -f "$work/controller.yaml" --ignore-not-found >&2
+    k delete -f "$work/controller.yaml" --ignore-not-found --wait=false >&2
   done
+  # Deleting the CRDs deletes every InferenceService and Predictor; the controller that would
+  # have removed its finalizer from them is gone with the mesh, so this script removes it.
+  for kind in inferenceservices.serving.kserve.io predictors.serving.kserve.io; do
+    k get "$kind" -A -o jsonpath='{range .items[*]}{.metadata.namespace}{" "}{.metadata.name}{" "}{.metadata.finalizers}{"\n"}{end}' 2>/dev/null \
+      | while read -r ns name finalizers; do
+          [[ $finalizers == *modelmesh.serving.kserve.io/* ]] || continue
+          k patch "$kind" "$name" -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null || true
+        done || true
+  done
+  mapfile -t crds < <(docs_where 'kind: CustomResourceDefinition' "$work/controller.yaml" | names_of /dev/stdin)
+  wait_gone 120 "${crds[@]/#/customresourcedefinition/}" \
+    || die "the CRDs are still being deleted: kubectl get crd ${crds[*]} -o yaml (a finalizer of another controller?)"
   if k api-resources --api-group=cert-manager.io -o name 2>/dev/null | grep -q '^certificates'; then
     k delete certificates.cert-manager.io,issuers.cert-manager.io -n "$namespace" \
       -l app.kubernetes.io/managed-by=modelmesh-install --ignore-not-found >&2 || true
