@@ -22,9 +22,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from modelmesh.config.controller import ControllerSettings  # noqa: E402
-from modelmesh.config.settings import describe  # noqa: E402
-from modelmesh.controller.user_config import CONFIG_KEY, CONFIG_MAP_NAME, DEFAULTS  # noqa: E402
+from modelmesh.config.controller import ControllerSettings
+from modelmesh.config.settings import describe
+from modelmesh.controller.user_config import CONFIG_KEY, CONFIG_MAP_NAME, DEFAULTS
 
 DEFAULTS_FILE = ROOT / "deploy" / "config-defaults" / "config-defaults.yaml"
 DOC_FILE = ROOT / "docs" / "configuration.md"

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from deploy_helpers import sa_kubeconfig
 from harness.services import KubeApiServer
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from harness.process import ManagedProcess, free_port, port_open
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +37,7 @@ def run(cmd: Sequence[str], kubeconfig: Path | None = None, check: bool = True, 
         full_env["KUBECONFIG"] = str(kubeconfig)
     # install.sh finds kubectl on PATH; the venv's bin goes last (the wheel's kubectl, if any).
     full_env["PATH"] = f"{full_env.get('PATH', '')}:{Path(sys.executable).parent}"
-    proc = subprocess.run([str(c) for c in cmd], env=full_env, capture_output=True, text=True, timeout=timeout,
+    proc = subprocess.run([str(c) for c in cmd], check=False, env=full_env, capture_output=True, text=True, timeout=timeout,
                           input=stdin)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
@@ -81,7 +80,7 @@ def snapshot(kubeconfig: Path) -> dict[str, str]:
     kinds = kubectl(kubeconfig, "api-resources", "--verbs=list", "-o", "name").stdout.split()
     kinds = [k for k in kinds if not k.startswith("events")]
     out = kubectl(kubeconfig, "get", ",".join(kinds), "-A", "-o", "json").stdout
-    return {f"{o['kind']}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
+    return {f"{o['kind']}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}": o["metadata"].get("resourceVersion", "")
             for o in json.loads(out)["items"]}
 
 
@@ -159,7 +158,7 @@ class InstalledController:
         base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "HOME", "LANG", "TMPDIR")}
         self.proc = ManagedProcess("controller", self.cmd, workdir / "controller.log", env={**base_env, **env})
 
-    def start(self) -> "InstalledController":
+    def start(self) -> InstalledController:
         probe = self.container["readinessProbe"]["httpGet"]
         assert probe["path"] == "/readyz"
         self.proc.start(lambda: port_open(self.health_port) and _http_ok(self.health_port, probe["path"]), timeout=60)

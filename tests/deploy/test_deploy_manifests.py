@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from deploy_helpers import DEPLOY, INSTALL_SH, ROOT, entrypoint, kustomize, kustomize_into, run
 
 from modelmesh.cli import build_parser
@@ -181,7 +180,7 @@ def _tool(name: str) -> str:
 
 
 def test_dockerfile_passes_hadolint() -> None:
-    proc = subprocess.run([_tool("hadolint"), "--no-color", str(ROOT / "Dockerfile")], capture_output=True,
+    proc = subprocess.run([_tool("hadolint"), "--no-color", str(ROOT / "Dockerfile")], capture_output=True, check=False,
                           text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -194,5 +193,5 @@ def test_dockerfile_is_one_non_root_multi_stage_image() -> None:
 
 
 def test_install_sh_passes_shellcheck() -> None:
-    proc = subprocess.run([_tool("shellcheck"), str(INSTALL_SH)], capture_output=True, text=True)
+    proc = subprocess.run([_tool("shellcheck"), str(INSTALL_SH)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
