@@ -16,8 +16,14 @@ from deploy_helpers import DEPLOY, INSTALL_SH, ROOT, entrypoint, kustomize, kust
 from modelmesh.cli import build_parser
 from modelmesh.controller.user_config import DEFAULTS, Image
 
-OVERLAYS = sorted(p.parent.name for p in DEPLOY.glob("*/kustomization.yaml")
+OVERLAYS = sorted(p.parent.name for name in ("kustomization.yaml", "Kustomization") for p in DEPLOY.glob(f"*/{name}")
                   if yaml.safe_load(p.read_text()).get("kind") != "Component")
+
+
+def test_crds_directory_applies_with_kubectl_apply_f() -> None:
+    """`kubectl apply -f deploy/crds/` (README) and the controller tests read every *.yaml there."""
+    for path in (DEPLOY / "crds").glob("*.yaml"):
+        assert yaml.safe_load(path.read_text())["kind"] == "CustomResourceDefinition", path
 
 
 def by_kind(docs: list[dict]) -> dict[str, list[dict]]:
