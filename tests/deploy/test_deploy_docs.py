@@ -18,7 +18,7 @@ HISTOGRAM_SUFFIX = re.compile(r"_(bucket|sum|count)$")
 def documented_runtime_metrics() -> set[str]:
     doc = (ROOT / "docs" / "monitoring.md").read_text()
     section = doc.split("## Runtime-pod metrics", 1)[1].split("\n## ", 1)[0]
-    return set(re.findall(r"^\| `(modelmesh_[a-z_]+)` \|", section, re.M))
+    return set(re.findall(r"^\| `(modelmesh_[a-z_]+)` \|", section, re.MULTILINE))
 
 
 def mesh_metric_families() -> set[str]:
