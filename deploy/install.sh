@@ -29,7 +29,7 @@ usage() {
 usage: $0 [options]
 
 Installs modelmesh into the cluster of the current kubeconfig context (needs cluster-admin:
-it creates CRDs${namespace_scope:+ and, in cluster scope, a ClusterRole}).
+it creates CRDs, a webhook configuration and, in cluster scope, a ClusterRole).
 
   -n, --namespace NS          namespace of the controller (default: modelmesh-serving; created if missing)
   -u, --user-namespaces "A B" also serve these namespaces (labels them modelmesh-enabled=true;
@@ -58,6 +58,7 @@ EOF
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 info() { printf '==> %s\n' "$*" >&2; }
 k() { "$KUBECTL" "$@"; }
+b64() { base64 <"$1" | tr -d '\n'; }  # one line, with GNU and BSD base64 alike
 # apply FILE: server-side apply, skipped when the server-side diff is empty (some apiservers,
 # 1.20 among them, rewrite managedFields on a no-op apply of Secrets and webhook configurations).
 apply() {
@@ -119,15 +120,17 @@ can_i "$verb" validatingwebhookconfigurations.admissionregistration.k8s.io \
 #################### rendering ####################
 work=$(mktemp -d "${TMPDIR:-/tmp}/modelmesh-install.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+# kustomize needs relative paths; a copy of deploy/ in the work dir gives them without writing
+# into this checkout.
+cp -R "$DEPLOY_DIR" "$work/deploy"
 
 # render NAME BASE [extra kustomization lines]: kustomize BASE into NAMESPACE, output $work/NAME.yaml.
 render() {
   local name=$1 base=$2 extra=${3:-}
   mkdir -p "$work/$name"
-  local rel
-  rel=$(cd "$work/$name" && realpath --relative-to=. "$DEPLOY_DIR")
-  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: %s\nresources:\n  - %s/%s\n%s\n' \
-    "$namespace" "$rel" "$base" "${extra//@DEPLOY@/$rel}" >"$work/$name/kustomization.yaml"
+  # A copy of deploy/ sits next to it (see below), so the paths are relative and portable.
+  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: %s\nresources:\n  - ../deploy/%s\n%s\n' \
+    "$namespace" "$base" "${extra//@DEPLOY@/../deploy}" >"$work/$name/kustomization.yaml"
   k kustomize "$work/$name" >"$work/$name.yaml" || die "kustomize build of deploy/$base failed"
 }
 
@@ -188,7 +191,8 @@ patches:
 
 render_quickstart() {
   render quickstart quickstart
-  sed -i "s/\.modelmesh-serving\.svc/.${namespace}.svc/g" "$work/quickstart.yaml"
+  sed "s/\.modelmesh-serving\.svc/.${namespace}.svc/g" "$work/quickstart.yaml" >"$work/quickstart.ns.yaml"
+  mv "$work/quickstart.ns.yaml" "$work/quickstart.yaml"
 }
 
 wait_gone() {  # wait_gone SECONDS KIND/NAME...: true once none of them exists
@@ -210,10 +214,11 @@ if [[ $delete == true ]]; then
     k delete -f "$work/rt-$base.yaml" --ignore-not-found >&2 2>/dev/null || true
   done
   # Objects the controller made: runtime Deployments, Services, tc-config, HPAs, etcd secret copies.
-  served=("$namespace" "${user_namespaces[@]}")
+  served=("$namespace" ${user_namespaces[@]+"${user_namespaces[@]}"})
   if [[ $namespace_scope != true ]]; then
-    mapfile -t labelled < <(k get namespaces -l modelmesh-enabled=true -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' 2>/dev/null || true)
-    served+=("${labelled[@]}")
+    while read -r labelled; do
+      served+=("$labelled")
+    done < <(k get namespaces -l modelmesh-enabled=true -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' 2>/dev/null || true)
   fi
   for ns in $(printf '%s\n' "${served[@]}" | sort -u); do
     [[ -n $ns ]] || continue
@@ -234,7 +239,8 @@ if [[ $delete == true ]]; then
           k patch "$kind" "$name" -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null || true
         done || true
   done
-  mapfile -t crds < <(docs_where 'kind: CustomResourceDefinition' "$work/controller.yaml" | names_of /dev/stdin)
+  crds=()
+  while read -r crd; do crds+=("$crd"); done < <(docs_where 'kind: CustomResourceDefinition' "$work/controller.yaml" | names_of /dev/stdin)
   wait_gone 120 "${crds[@]/#/customresourcedefinition/}" \
     || die "the CRDs are still being deleted: kubectl get crd ${crds[*]} -o yaml (a finalizer of another controller?)"
   if k api-resources --api-group=cert-manager.io -o name 2>/dev/null | grep -q '^certificates'; then
@@ -243,11 +249,11 @@ if [[ $delete == true ]]; then
   fi
   k delete secret "$WEBHOOK_SECRET" -n "$namespace" --ignore-not-found >&2
   # Quickstart objects carry its label; an etcd or storage secret you made yourself does not.
-  for ns in "$namespace" "${user_namespaces[@]}"; do
+  for ns in "$namespace" ${user_namespaces[@]+"${user_namespaces[@]}"}; do
     k delete deployments,services,secrets -n "$ns" -l app.kubernetes.io/part-of=modelmesh-quickstart \
       --ignore-not-found >&2 2>/dev/null || true
   done
-  for ns in "${user_namespaces[@]}"; do
+  for ns in ${user_namespaces[@]+"${user_namespaces[@]}"}; do
     k label namespace "$ns" modelmesh-enabled- >/dev/null 2>&1 || true
   done
   info "modelmesh deleted from $namespace (the namespace itself is kept)"
@@ -310,12 +316,12 @@ metadata:
     app.kubernetes.io/managed-by: modelmesh-install
 type: kubernetes.io/tls
 data:
-  tls.crt: $(base64 -w0 <"$certs/tls.crt")
-  tls.key: $(base64 -w0 <"$certs/tls.key")
-  ca.crt: $(base64 -w0 <"$certs/ca.crt")
+  tls.crt: $(b64 "$certs/tls.crt")
+  tls.key: $(b64 "$certs/tls.key")
+  ca.crt: $(b64 "$certs/ca.crt")
 EOF
     apply "$certs/secret.yaml"
-    ca_bundle=$(base64 -w0 <"$certs/ca.crt")
+    ca_bundle=$(b64 "$certs/ca.crt")
   fi
 else
   k api-resources --api-group=cert-manager.io -o name 2>/dev/null | grep -q '^certificates' \
@@ -328,7 +334,8 @@ scope_base=default
 render_controller "$scope_base" "$ca_bundle"
 apply "$work/controller-rest.yaml"
 docs_where 'kind: CustomResourceDefinition' "$work/controller.yaml" >"$work/crds.yaml"
-mapfile -t crds < <(names_of "$work/crds.yaml")
+crds=()
+while read -r crd; do crds+=("$crd"); done < <(names_of "$work/crds.yaml")
 k wait --for condition=established --timeout=60s "${crds[@]/#/customresourcedefinition/}" >/dev/null \
   || die "the CRDs did not become established: kubectl get crd ${crds[*]}"
 
@@ -345,7 +352,7 @@ apply "$work/runtimes.yaml" || die "the runtimes were not accepted; if the webho
 info "the validating webhook"
 apply "$work/webhook.yaml"
 
-for ns in "${user_namespaces[@]}"; do
+for ns in ${user_namespaces[@]+"${user_namespaces[@]}"}; do
   if ! k get namespace "$ns" >/dev/null 2>&1; then
     info "user namespace $ns does not exist: skipped"
     continue
