@@ -215,3 +215,51 @@ def test_install_errors_are_clear(deploy_cluster, tmp_path: Path) -> None:
     assert "unknown option '--bogus'" in _error(kc, "--bogus")
     assert "needs cluster scope" in _error(kc, "--namespace-scope-mode", "--user-namespaces", "a")
     run(["bash", DEPLOY / "install.sh", "--help"])
+
+
+def _stand_in_cert_manager_crds(kc: Path, tmp: Path) -> None:
+    """STAND-IN for cert-manager, which cannot run here: only its two CRDs (no schema, no
+    controller), so install.sh's cert-manager path can create its Issuer and Certificate."""
+    docs = []
+    for kind, plural in (("Certificate", "certificates"), ("Issuer", "issuers")):
+        docs.append({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.cert-manager.io"},
+            "spec": {"group": "cert-manager.io", "scope": "Namespaced",
+                     "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                         "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+        })
+    (tmp / "cert-manager-crds.yaml").write_text(yaml.safe_dump_all(docs))
+    kubectl(kc, "apply", "-f", str(tmp / "cert-manager-crds.yaml"))
+    kubectl(kc, "wait", "--for=condition=established", "--timeout=60s", "crd/certificates.cert-manager.io",
+            "crd/issuers.cert-manager.io")
+
+
+def test_install_with_cert_manager_and_dev_logging(deploy_cluster, tmp_path: Path) -> None:
+    kc = deploy_cluster.kubeconfig
+    _stand_in_cert_manager_crds(kc, tmp_path)
+    ns = "mm-certmanager"
+    try:
+        install(kc, "--namespace", ns, "--quickstart", "--no-wait", "--dev-mode-logging")
+        cert = get(kc, "certificate.cert-manager.io", "modelmesh-webhook-server-cert", ns)
+        assert cert["spec"]["dnsNames"] == [f"modelmesh-webhook-server-service.{ns}.svc",
+                                            f"modelmesh-webhook-server-service.{ns}.svc.cluster.local"]
+        assert cert["spec"]["secretName"] == "modelmesh-webhook-server-cert"
+        assert get(kc, "issuer.cert-manager.io", "modelmesh-selfsigned-issuer", ns)
+        hook = get(kc, "validatingwebhookconfiguration", "modelmesh-servingruntime.serving.kserve.io")
+        assert hook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{ns}/modelmesh-webhook-server-cert"
+        assert "caBundle" not in hook["webhooks"][0]["clientConfig"]  # cert-manager injects it
+        assert get(kc, "secret", "modelmesh-webhook-server-cert", ns) is None  # cert-manager's to make
+        dep = get(kc, "deployment", "modelmesh-controller", ns)
+        env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["DEV_MODE_LOGGING"] == "true"
+        before = snapshot(kc)
+        install(kc, "--namespace", ns, "--quickstart", "--no-wait", "--dev-mode-logging")
+        assert snapshot(kc) == before
+        install(kc, "--namespace", ns, "--delete")
+        assert get(kc, "certificate.cert-manager.io", "modelmesh-webhook-server-cert", ns) is None
+        assert get(kc, "issuer.cert-manager.io", "modelmesh-selfsigned-issuer", ns) is None
+    finally:
+        install(kc, "--namespace", ns, "--delete")
+        kubectl(kc, "delete", "-f", str(tmp_path / "cert-manager-crds.yaml"))  # other tests expect none
