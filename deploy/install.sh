@@ -271,7 +271,8 @@ if [[ $quickstart == true ]]; then
   render_quickstart
   apply "$work/quickstart.yaml"
   if [[ $wait_ready == true ]]; then
-    k rollout status deployment/etcd deployment/minio -n "$namespace" --timeout="$WAIT_TIMEOUT" >&2 \
+    { k rollout status deployment/etcd -n "$namespace" --timeout="$WAIT_TIMEOUT" >&2 \
+        && k rollout status deployment/minio -n "$namespace" --timeout="$WAIT_TIMEOUT" >&2; } \
       || die "etcd / MinIO did not become ready in $WAIT_TIMEOUT: kubectl describe pods -n $namespace -l 'app in (etcd,minio)'"
   fi
 fi

@@ -212,6 +212,12 @@ def test_install_errors_are_clear(deploy_cluster, tmp_path: Path) -> None:
     assert get(kc, "crd", "servingruntimes.serving.kserve.io") is None  # stopped before installing anything
 
     assert "cert-manager is not installed" in _error(kc, "--namespace", "mm-no-cm", "--quickstart", "--no-wait")
+    # Without --no-wait it waits for pods, which never run on this kubelet-less apiserver.
+    slow = {"MODELMESH_INSTALL_TIMEOUT": "2s"}
+    assert "etcd / MinIO did not become ready in 2s" in _error(kc, "--namespace", "mm-wait", "--quickstart", env=slow)
+    assert "the controller did not become ready in 2s" in _error(
+        kc, "--namespace", "mm-wait", "--enable-self-signed-ca", env=slow)
+    install(kc, "--namespace", "mm-wait", "--delete")
     assert "unknown option '--bogus'" in _error(kc, "--bogus")
     assert "needs cluster scope" in _error(kc, "--namespace-scope-mode", "--user-namespaces", "a")
     run(["bash", DEPLOY / "install.sh", "--help"])
