@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from deploy_helpers import DEPLOY, ROOT
+from deploy_helpers import DEPLOY, ROOT, run
 from prometheus_client import CollectorRegistry
 
 from modelmesh.mesh.metrics import MeshMetrics
@@ -56,3 +56,12 @@ def test_relative_links_in_docs_resolve() -> None:
             if not (path.parent / target).exists():
                 broken.append(f"{path.relative_to(ROOT)}: {target}")
     assert not broken, broken
+
+
+def test_install_doc_lists_every_install_sh_option() -> None:
+    help_text = run(["bash", DEPLOY / "install.sh", "--help"]).stdout
+    options = set(re.findall(r"^\s+(?:-\w+, )?(--[a-z-]+)", help_text, re.MULTILINE))
+    assert {"--namespace", "--quickstart", "--namespace-scope-mode", "--user-namespaces", "--delete",
+            "--enable-self-signed-ca", "--no-wait"} <= options
+    doc = (ROOT / "docs" / "install.md").read_text()
+    assert {o for o in options if f"`{o}" not in doc and f" {o}" not in doc} == set()
