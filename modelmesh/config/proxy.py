@@ -37,3 +37,10 @@ class RestProxySettings(LogSettings):
         "MM_TLS_KEY_CERT_PATH", "", "TLS certificate (PEM): serve HTTPS, and present it to the gRPC side"
     )
     tls_key_path: str = setting("MM_TLS_PRIVATE_KEY_PATH", "", "TLS private key (PEM) of MM_TLS_KEY_CERT_PATH")
+    # Ours (the reference's Go proxy uses every core by itself): one Python process serves one core.
+    workers: int = setting(
+        "REST_PROXY_WORKERS", 1,
+        "processes serving the REST port together (SO_REUSEPORT); >1 lets the proxy use more than one core; "
+        "/metrics then counts the first process's requests only",
+        check=positive,
+    )
