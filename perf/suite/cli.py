@@ -58,7 +58,7 @@ def _child(name: str, args: argparse.Namespace) -> dict:
     path.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=limit, start_new_session=False)
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=limit, check=False)
         code = proc.returncode
     except subprocess.TimeoutExpired:
         code = None

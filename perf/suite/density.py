@@ -21,6 +21,7 @@ import asyncio
 import bisect
 import itertools
 import json
+import math
 import random
 import shutil
 import sys
@@ -230,7 +231,7 @@ async def _traffic(targets: list[str], traffic: ZipfTraffic, kind: ModelKind, w:
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), w.poll_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             await sample(t0)
 
@@ -274,7 +275,7 @@ def _series(samples: list[tuple[float, int, dict[str, float]]], window_s: float 
     # NaN (no miss in an interval) breaks JSON: carry the last value forward.
     last = 0.0
     for i, v in enumerate(out["miss_ms"]):
-        out["miss_ms"][i] = last = v if v == v else last
+        out["miss_ms"][i] = last = last if math.isnan(v) else v
     return out
 
 
@@ -283,6 +284,7 @@ def measure(w: Workload, kind: ModelKind, name: str = NAME, work: Path | None = 
     """`before_stop(pods, record)`: more measurements on the same pods after the traffic."""
     from harness.pod import RuntimePod
     from harness.services import EtcdServer
+
     from modelmesh.protos import model_mesh_pb2 as pb
     from perf import mesh_bench, mesh_scale
 

@@ -36,7 +36,7 @@ def gpu() -> tuple[str, int] | str:
         return "no GPU on this machine (nvidia-smi not found)"
     try:
         out = subprocess.run([smi, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=30)
+                             capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError) as e:
         return f"no usable GPU (nvidia-smi failed: {e})"
     lines = [line for line in out.stdout.splitlines() if line.strip()]
@@ -48,7 +48,7 @@ def gpu() -> tuple[str, int] | str:
 
 def gpu_used_bytes() -> int:
     out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                         capture_output=True, text=True, timeout=30)
+                         capture_output=True, text=True, timeout=30, check=False)
     return int(float(out.stdout.splitlines()[0])) * 1024 * 1024
 
 
@@ -115,8 +115,8 @@ def triton_kind(layers: int) -> density.ModelKind:
 def measure_footprint(kind: density.ModelKind, work: Path) -> int:
     """GPU memory one loaded model takes (its stub process's CUDA context included)."""
     import grpc
-
     from harness.services import Triton
+
     from modelmesh.protos import grpc_predict_v2_pb2 as v2
     from modelmesh.protos.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 

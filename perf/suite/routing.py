@@ -15,8 +15,8 @@ NAME = "routing"
 
 
 def run(quick: bool, **_) -> Record:
-    opts = dict(seconds=2, conc_levels=(1, 8, 32), misses=10, registrations=1000) if quick else \
-        dict(seconds=5, conc_levels=(1, 4, 8, 16, 32), misses=30, registrations=2000)
+    opts = {"seconds": 2, "conc_levels": (1, 8, 32), "misses": 10, "registrations": 1000} if quick else \
+        {"seconds": 5, "conc_levels": (1, 4, 8, 16, 32), "misses": 30, "registrations": 2000}
     res = mesh_bench.run(**opts)
     rec = Record(NAME, workload={"request": f"V2 ModelInfer, {res['payload']} B FP32 input, one loaded model",
                                  "runtime": "tests/harness/test_runtime (SPI + protobuf ModelInfer)",
