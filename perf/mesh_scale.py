@@ -92,7 +92,7 @@ async def run(steps: tuple[int, ...] = (1000, 10000, 50000), hits: int = 200) ->
             row = {"registered": total, "rss_mb": rss_mb(mesh.proc.pid), "reg_per_s": len(ids) / el,
                    "hit_p50_ms": lat[len(lat) // 2], "hit_p99_ms": lat[int(len(lat) * 0.99)],
                    "hit_mean_ms": sum(lat) / len(lat),
-                   "direct_p50_ms": floor[len(floor) // 2]}
+                   "direct_p50_ms": floor[len(floor) // 2], "direct_p99_ms": floor[int(len(floor) * 0.99)]}
             rows.append(row)
             print(f"registered {total:6d}: mesh RSS {row['rss_mb']:.0f} MB, {row['reg_per_s']:.0f} reg/s, "
                   f"hit p50 {row['hit_p50_ms']:.2f} ms p99 {row['hit_p99_ms']:.2f} ms "

@@ -14,6 +14,7 @@ writes {"scenario": "gpu-triton", "skipped": why}. On the device machine: perf/g
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import subprocess
@@ -54,25 +55,38 @@ def gpu_used_bytes() -> int:
 
 MODEL_PY = textwrap.dedent('''
     import numpy as np
-    import torch
     import triton_python_backend_utils as pb_utils
 
 
     class TritonPythonModel:
-        """A {layers}-layer MLP of width {dim} held on CUDA: OUTPUT0 = mlp(INPUT0)."""
+        """A {layers}-layer MLP of width {dim} held on {device}: OUTPUT0 = mlp(INPUT0)."""
 
         def initialize(self, args):
-            torch.manual_seed(0)
-            self.device = torch.device("cuda")
-            self.layers = [torch.randn({dim}, {dim}, device=self.device) / {dim} ** 0.5 for _ in range({layers})]
+            if "{device}" == "cuda":
+                import torch
+
+                torch.manual_seed(0)
+                self.torch = torch
+                self.layers = [torch.randn({dim}, {dim}, device="cuda") / {dim} ** 0.5 for _ in range({layers})]
+            else:  # the CPU rehearsal: numpy, no torch needed
+                self.torch = None
+                rng = np.random.default_rng(0)
+                self.layers = [rng.standard_normal(({dim}, {dim}), dtype=np.float32) / {dim} ** 0.5
+                               for _ in range({layers})]
 
         def execute(self, requests):
             responses = []
             for request in requests:
-                x = torch.from_numpy(pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()).to(self.device)
-                for w in self.layers:
-                    x = torch.relu(x @ w)
-                out = pb_utils.Tensor("OUTPUT0", x.cpu().numpy().astype(np.float32))
+                x = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+                if self.torch is not None:
+                    x = self.torch.from_numpy(x).to("cuda")
+                    for w in self.layers:
+                        x = self.torch.relu(x @ w)
+                    x = x.cpu().numpy()
+                else:
+                    for w in self.layers:
+                        x = np.maximum(x @ w, 0)
+                out = pb_utils.Tensor("OUTPUT0", x.astype(np.float32))
                 responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
             return responses
 ''')
@@ -82,14 +96,14 @@ CONFIG = textwrap.dedent('''
     max_batch_size: 0
     input [{{ name: "INPUT0" data_type: TYPE_FP32 dims: [ -1, {dim} ] }}]
     output [{{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1, {dim} ] }}]
-    instance_group [{{ kind: KIND_GPU count: 1 }}]
+    instance_group [{{ kind: {kind} count: 1 }}]
 ''')
 
 
-def make_model(dest: Path, layers: int) -> Path:
+def make_model(dest: Path, layers: int, device: str) -> Path:
     (dest / "1").mkdir(parents=True, exist_ok=True)
-    (dest / "1" / "model.py").write_text(MODEL_PY.format(dim=DIM, layers=layers))
-    (dest / "config.pbtxt").write_text(CONFIG.format(dim=DIM))
+    (dest / "1" / "model.py").write_text(MODEL_PY.format(dim=DIM, layers=layers, device=device))
+    (dest / "config.pbtxt").write_text(CONFIG.format(dim=DIM, kind="KIND_GPU" if device == "cuda" else "KIND_CPU"))
     return dest
 
 
@@ -102,9 +116,9 @@ def infer_request(name: str):
     return req
 
 
-def triton_kind(layers: int) -> density.ModelKind:
+def triton_kind(layers: int, device: str) -> density.ModelKind:
     def make_source(work: Path) -> Path:
-        return make_model(work / "source" / "mlp", layers)
+        return make_model(work / "source" / "mlp", layers, device)
 
     def floor_copy(server, source: Path, name: str) -> None:
         shutil.copytree(source, server.repo / name)
@@ -135,27 +149,44 @@ def measure_footprint(kind: density.ModelKind, work: Path) -> int:
         triton.stop()
 
 
+CPU_REHEARSAL_ENV = "PERF_GPU_TRITON_ON_CPU"
+
+
 def run(quick: bool, skew: float = 1.0, **_) -> Record | dict:
-    found = gpu()
-    if isinstance(found, str):
-        return skipped(NAME, found)
-    gpu_name, gpu_total = found
+    """With PERF_GPU_TRITON_ON_CPU=1 and no GPU: the same scenario with numpy models on the CPU
+    and a declared size, to rehearse the wiring before spending device time (says so in the record)."""
     from perf import mesh_bench
 
+    found = gpu()
+    rehearsal = isinstance(found, str) and os.environ.get(CPU_REHEARSAL_ENV) == "1"
+    if isinstance(found, str) and not rehearsal:
+        return skipped(NAME, found)
+    device = "cpu" if rehearsal else "cuda"
     layers = 4 if quick else 16  # 4 MiB per layer of width 1024 (FP32)
-    kind = triton_kind(layers)
+    kind = triton_kind(layers, device)
+    if not rehearsal:  # a device machine has cores for parallel loads
+        kind.adapter_env["LOADING_CONCURRENCY"] = str(max(2, min(8, (os.cpu_count() or 2) // 2)))
     work = Path(tempfile.mkdtemp(prefix="perf-gpu-"))
-    footprint = measure_footprint(kind, work)
-    # Quick: a small GPU budget (room for 8 models) so that the cache turns over in minutes;
-    # full: 40% of the GPU as the budget.
-    room_total = 8 if quick else max(8, int(gpu_total * 0.4 // footprint))
-    models = room_total * 10
+    if rehearsal:
+        gpu_name, gpu_total, footprint = "none (CPU rehearsal)", 0, layers * 4 * 2**20
+    else:
+        gpu_name, gpu_total = found
+        footprint = measure_footprint(kind, work)
+    # Quick: a budget with room for 8 models so that the cache turns over in minutes. Full: 40%
+    # of the GPU, at most 32 models (each python-backend model is a stub process with its own
+    # CUDA context and ~1 GB of host memory).
+    room_total = 8 if quick or rehearsal else max(8, min(32, int(gpu_total * 0.4 // footprint)))
+    # Quick: 5x more models than room and 150 requests (python-backend loads take seconds each,
+    # and a device lease is 15 minutes); full: 10x, 5 requests per model.
+    models = room_total * (5 if quick else 10)
     w = density.Workload(models=models, instances=1, room_fraction=room_total / models,
-                         requests=300 if quick else 20 * room_total * 10, concurrency=4 if quick else 8,
+                         requests=150 if quick else 5 * models, concurrency=4 if quick else 8,
                          skew=skew, floor_loads=3 if quick else 10, model_size_bytes=footprint, poll_s=2.0)
+
     def mesh_vs_direct(pods, rec: Record) -> None:
         """One model, loaded by the mesh's warm-up calls: through the mesh vs straight to Triton."""
-        rec.figure("gpu_used_gb_at_end_of_traffic", gpu_used_bytes() / GiB)
+        if not rehearsal:
+            rec.figure("gpu_used_gb_at_end_of_traffic", gpu_used_bytes() / GiB)
         pod, mid = pods[0], "d-00000"
         body = infer_request(mid).SerializeToString()
         for conc in ((1, 8) if quick else (1, 4, 16)):
@@ -165,10 +196,15 @@ def run(quick: bool, skew: float = 1.0, **_) -> Record | dict:
             rec.compare(f"mesh_p50_ms_c{conc}", m[2], f"direct_p50_ms_c{conc}", d[2])
 
     rec = density.measure(w, kind, name=NAME, work=work, before_stop=mesh_vs_direct)
-    rec.workload.update({"gpu": gpu_name, "gpu_memory_gb": round(gpu_total / GiB, 1),
-                         "model": f"python backend, torch MLP {layers}x{DIM}x{DIM} FP32 on CUDA",
-                         "model_gpu_footprint_mb": round(footprint / 2**20, 1),
-                         "gpu_budget_gb": round(room_total * footprint / GiB, 2)})
-    rec.notes.append("capacity = GPU budget reported by the adapter (CONTAINER_MEM_REQ_BYTES); model size = "
-                     "measured GPU footprint of one loaded model (its python-backend stub's CUDA context included)")
+    rec.workload.update({"device": device, "gpu": gpu_name, "gpu_memory_gb": round(gpu_total / GiB, 1),
+                         "model": f"python backend, MLP {layers}x{DIM}x{DIM} FP32 on {device}"
+                                  + (" (torch)" if device == "cuda" else " (numpy)"),
+                         "model_size_mb": round(footprint / 2**20, 1),
+                         "cache_budget_gb": round(room_total * footprint / GiB, 2)})
+    if rehearsal:
+        rec.notes.append("CPU REHEARSAL (PERF_GPU_TRITON_ON_CPU=1): no GPU; numpy models, declared sizes")
+    else:
+        rec.notes.append("capacity = GPU budget reported by the adapter (CONTAINER_MEM_REQ_BYTES); model size = "
+                         "measured GPU footprint of one loaded model (its python-backend stub's CUDA context "
+                         "included)")
     return rec

@@ -43,7 +43,8 @@ def run(quick: bool, workers: int | None = None, **_) -> Record:
             continue
         label = path.replace("rest workers=", "workers_").replace("rest binary ext", "binary_ext_workers_1")
         rec.compare(f"rest_rps_{size}_c{conc}_{label}", r["rps"], f"grpc_direct_rps_{size}_c{conc}", grpc["rps"])
-        rec.figure(f"rest_p50_ms_{size}_c{conc}_{label}", r["p50_ms"])
+        rec.compare(f"rest_p50_ms_{size}_c{conc}_{label}", r["p50_ms"], f"grpc_direct_p50_ms_{size}_c{conc}",
+                    grpc["p50_ms"])
     for conc, r in ceiling.items():
         rps.setdefault("load generator ceiling", {"conc": [], "rps": []})
         rps["load generator ceiling"]["conc"].append(conc)
