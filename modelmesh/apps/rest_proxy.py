@@ -80,7 +80,10 @@ class WorkerProcesses:
         env = {**os.environ, **settings_env(self.settings), "REST_PROXY_LISTEN_PORT": str(port),
                "REST_PROXY_METRICS_PORT": "0", WORKER_OF_ENV: str(os.getpid())}
         for _ in range(self.settings.workers - 1):
-            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "modelmesh.apps.rest_proxy", env=env)
+            # Own session: a terminal's Ctrl-C reaches only this process, which then stops them
+            # (one signal each, not two); they still die with it (PR_SET_PDEATHSIG).
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "modelmesh.apps.rest_proxy", env=env,
+                                                        start_new_session=True)
             self.procs.append(proc)
         log.info("rest proxy workers started", workers=self.settings.workers, pids=[p.pid for p in self.procs])
 

@@ -171,7 +171,11 @@ def run(quick: bool, skew: float = 1.0, **_) -> Record | dict:
         gpu_name, gpu_total, footprint = "none (CPU rehearsal)", 0, layers * 4 * 2**20
     else:
         gpu_name, gpu_total = found
-        footprint = measure_footprint(kind, work)
+        try:
+            footprint = measure_footprint(kind, work)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
     # Quick: a budget with room for 8 models so that the cache turns over in minutes. Full: 40%
     # of the GPU, at most 32 models (each python-backend model is a stub process with its own
     # CUDA context and ~1 GB of host memory).
@@ -195,7 +199,10 @@ def run(quick: bool, skew: float = 1.0, **_) -> Record | dict:
             rec.compare(f"mesh_rps_c{conc}", m[1], f"direct_rps_c{conc}", d[1])
             rec.compare(f"mesh_p50_ms_c{conc}", m[2], f"direct_p50_ms_c{conc}", d[2])
 
-    rec = density.measure(w, kind, name=NAME, work=work, before_stop=mesh_vs_direct)
+    try:
+        rec = density.measure(w, kind, name=NAME, work=work, before_stop=mesh_vs_direct)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     rec.workload.update({"device": device, "gpu": gpu_name, "gpu_memory_gb": round(gpu_total / GiB, 1),
                          "model": f"python backend, MLP {layers}x{DIM}x{DIM} FP32 on {device}"
                                   + (" (torch)" if device == "cuda" else " (numpy)"),

@@ -122,3 +122,21 @@ async def test_a_dead_worker_ends_the_proxy(tmp_path):
             proc.stop()
     finally:
         runtime.stop()
+
+
+async def test_workers_die_with_a_killed_first_process(tmp_path):
+    runtime = mesh_harness.TestRuntimeProcess(tmp_path, "rt", capacity=10**9).start()
+    try:
+        proc, port = start_proxy(tmp_path, runtime.port, workers=2)
+        workers = children(proc.pid)
+        try:
+            os.kill(proc.pid, signal.SIGKILL)  # no chance to stop them: the kernel tells them (PDEATHSIG)
+            wait_until(lambda: not any(alive(w) for w in workers), 15, "workers gone after SIGKILL of the first")
+            assert listeners(port) == 0
+        finally:
+            proc.stop()
+            for w in workers:
+                if alive(w):
+                    os.kill(w, signal.SIGKILL)
+    finally:
+        runtime.stop()
