@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -57,17 +58,28 @@ def _child(name: str, args: argparse.Namespace) -> dict:
     path = args.out / f"{name}.json"
     path.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=limit, check=False)
-        code = proc.returncode
+        code = proc.wait(limit)
     except subprocess.TimeoutExpired:
         code = None
+        # SIGTERM first: the scenario's finally blocks stop the servers it started.
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     if path.exists():
         return json.loads(path.read_text())
     why = f"ran past its {limit} s limit" if code is None else f"exited with {code} and wrote no record"
     doc = records.failed(name, why)
     records.write(args.out, doc)
     return doc
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(f"stopped by signal {signum} (over the time limit)")
 
 
 def render(docs: list[dict], out_dir: Path) -> list[Path]:
@@ -93,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.one:
+        # Over its time limit the parent sends SIGTERM: unwind, so that finally blocks stop servers.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         doc = run_one(args.one, args.out, args.quick, args.skew, args.workers)
         return 1 if "error" in doc else 0
     if args.command == "list":
