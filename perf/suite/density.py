@@ -50,7 +50,7 @@ class Workload:
     models: int = 10_000
     instances: int = 2
     room_fraction: float = 0.10  # of `models`, over all instances together
-    requests: int = 8_000
+    requests: int = 6_000
     concurrency: int = 8
     skew: float = 1.0  # Zipf exponent: p(rank k) ~ 1 / k**skew
     seed: int = 1
