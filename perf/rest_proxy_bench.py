@@ -38,6 +38,7 @@ import grpc  # noqa: E402
 import orjson  # noqa: E402
 
 from modelmesh.protos import grpc_predict_v2_pb2 as pb  # noqa: E402
+from perf.mesh_bench import cpu_seconds  # noqa: E402
 from modelmesh.protos.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub  # noqa: E402
 
 Call = Callable[[], Awaitable[bool]]
@@ -49,6 +50,7 @@ class Result:
     errors: int
     seconds: float
     latencies: list[float]
+    server_cpu_s: float | None = None  # CPU of the proxy's processes (all workers) during the run
 
     @property
     def rps(self) -> float:
@@ -189,8 +191,9 @@ def _row(label: str, size: str, level: int, r: Result, extra: str = "") -> None:
 
 
 def _record(rows: list[dict], label: str, size: str, level: int, r: Result) -> None:
+    cpu = r.server_cpu_s * 1e3 / r.requests if r.server_cpu_s is not None and r.requests else None
     rows.append({"size": size, "conc": level, "path": label, "rps": r.rps, "p50_ms": r.pct(0.5),
-                 "p99_ms": r.pct(0.99), "errors": r.errors})
+                 "p99_ms": r.pct(0.99), "errors": r.errors, "proxy_cpu_ms_per_req": cpu})
 
 
 async def bench(args: argparse.Namespace, workdir: Path) -> dict:
@@ -212,24 +215,34 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict:
             for size, n, size_levels in sizes:
                 request, body = payload(n)
                 calls = {"grpc direct": grpc_call(stub, request)}
-                for w, url in urls.items():
+                pids = {}
+                for (w, url), (proc, _) in zip(urls.items(), proxies):
                     calls[f"rest workers={w}"] = rest_call(session, url, body)
+                    pids[f"rest workers={w}"] = proc.pid
                 if size == "large":
                     calls["rest binary ext"] = rest_call(session, urls[1], *binary_payload(request))
+                    pids["rest binary ext"] = proxies[0][0].pid
                 for call in calls.values():  # warm up connections and the model
                     await drive(call, 4, min(2, args.seconds), 100)
                 for level in size_levels:
                     res: dict[str, Result] = {}
                     for _ in range(args.rounds):  # alternate paths; keep each one's best round
                         for name, call in calls.items():
+                            pid = pids.get(name)
+                            c0 = cpu_seconds(pid) if pid else 0.0
                             r = await drive(call, level, args.seconds, args.max_requests)
+                            if pid:
+                                r.server_cpu_s = cpu_seconds(pid) - c0
                             if name not in res or r.rps > res[name].rps:
                                 res[name] = r
                     _row("grpc direct", size, level, res["grpc direct"])
                     _record(out["rows"], "grpc direct", size, level, res["grpc direct"])
                     for name in list(calls)[1:]:
                         ratio = res[name].rps / res["grpc direct"].rps if res["grpc direct"].rps else 0
-                        _row(name, size, level, res[name], f"   rest/grpc = {ratio:.2f}")
+                        cpu = res[name].server_cpu_s
+                        cpu_text = f", proxy CPU {cpu * 1e3 / res[name].requests:.2f} ms/req" \
+                            if cpu is not None and res[name].requests else ""
+                        _row(name, size, level, res[name], f"   rest/grpc = {ratio:.2f}{cpu_text}")
                         _record(out["rows"], name, size, level, res[name])
             print("\nload generator ceiling (REST client -> null HTTP server: canned reply, no work):")
             _, body = payload(4)

@@ -45,6 +45,8 @@ def run(quick: bool, workers: int | None = None, **_) -> Record:
         rec.compare(f"rest_rps_{size}_c{conc}_{label}", r["rps"], f"grpc_direct_rps_{size}_c{conc}", grpc["rps"])
         rec.compare(f"rest_p50_ms_{size}_c{conc}_{label}", r["p50_ms"], f"grpc_direct_p50_ms_{size}_c{conc}",
                     grpc["p50_ms"])
+        if r.get("proxy_cpu_ms_per_req") is not None:
+            rec.figure(f"proxy_cpu_ms_per_req_{size}_c{conc}_{label}", r["proxy_cpu_ms_per_req"])
     for conc, r in ceiling.items():
         rps.setdefault("load generator ceiling", {"conc": [], "rps": []})
         rps["load generator ceiling"]["conc"].append(conc)
