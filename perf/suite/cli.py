@@ -33,7 +33,10 @@ def run_one(name: str, out_dir: Path, quick: bool, skew: float, workers: int | N
     t0 = time.monotonic()
     try:
         result = importlib.import_module(SCENARIOS[name]).run(quick=quick, skew=skew, workers=workers)
-    except Exception as e:  # noqa: BLE001 - one failed scenario becomes an error record, the suite goes on
+    except BaseException as e:  # noqa: BLE001 - one failed scenario becomes an error record, the suite goes on
+        # (BaseException: the harness reports a missing component with pytest.fail, not an Exception)
+        if isinstance(e, (SystemExit, KeyboardInterrupt)):
+            raise
         traceback.print_exc()
         doc = records.failed(name, f"{type(e).__name__}: {e}"[:2000])
     else:
