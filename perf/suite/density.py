@@ -256,14 +256,17 @@ async def _traffic(targets: list[str], traffic: ZipfTraffic, kind: ModelKind, w:
     return {"latencies": sorted(latencies), "errors": errors, "seconds": elapsed, "samples": samples}
 
 
-def _series(samples: list[tuple[float, int, dict[str, float]]], window_s: float = 10.0) -> dict[str, list[float]]:
-    """Per sample: hit ratio, mean miss latency and evictions/s over the last `window_s`."""
+def _series(samples: list[tuple[float, int, dict[str, float]]], window_s: float = 10.0,
+            min_requests: int = 50) -> dict[str, list[float]]:
+    """Per sample: hit ratio, mean miss latency and evictions/s over the last `window_s`, widened
+    to at least `min_requests` finished requests (a miss is counted when its request finishes, so a
+    short window during a stall would show misses of requests from before it)."""
     out: dict[str, list[float]] = {"t_s": [], "hit_ratio": [], "miss_ms": [], "evictions_per_s": [],
                                    "models_loaded": []}
     for j in range(1, len(samples)):
         t1, n1, b = samples[j]
         i = j - 1
-        while i > 0 and t1 - samples[i][0] < window_s:
+        while i > 0 and (t1 - samples[i][0] < window_s or n1 - samples[i][1] < min_requests):
             i -= 1
         t0, n0, a = samples[i]
         reqs = n1 - n0

@@ -109,10 +109,11 @@ def test_miss_histogram_quantiles_and_windows():
     m = "modelmesh_cache_miss_milliseconds_count"
     s = "modelmesh_cache_miss_milliseconds_sum"
     samples = [(0.0, 0, {m: 0, s: 0}), (1.0, 10, {m: 10, s: 1000}), (2.0, 30, {m: 10, s: 1000})]
-    series = _series(samples, window_s=0.5)
+    series = _series(samples, window_s=0.5, min_requests=0)
     assert series["hit_ratio"] == [0.0, 1.0]
     assert series["miss_ms"] == [100.0, 100.0]  # no miss in the second window: the last value carries
     assert _series(samples, window_s=5)["hit_ratio"] == [0.0, pytest.approx(2 / 3)]
+    assert _series(samples, window_s=0.5, min_requests=25)["hit_ratio"] == [0.0, pytest.approx(2 / 3)]
 
 
 def test_cli_runs_a_scenario_and_writes_records_plots_and_summary(tmp_path):
