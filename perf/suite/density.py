@@ -147,14 +147,6 @@ def _bucket_quantile(snap: dict[str, float], q: float) -> float | None:
     return prev_le
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 async def _floor_loads(kind: ModelKind, server, source: Path, n: int) -> tuple[list[float], list[float]]:
     """The model server's own load + first inference of the same files (no mesh, no adapter),
     and its own inference latency on a loaded model (what a hit costs without the mesh)."""
@@ -335,7 +327,7 @@ def measure(w: Workload, kind: ModelKind, name: str = NAME, work: Path | None = 
 
         traffic = ZipfTraffic(ids, w.skew, random.Random(w.seed))
         res = asyncio.run(_traffic(targets, traffic, kind, w, metric_urls))
-        rss = [rss_mb(p.mesh.proc.pid) for p in pods]
+        rss = [mesh_scale.rss_mb(p.mesh.proc.pid) for p in pods]
         body = kind.request(ids[0]).SerializeToString()
         ceiling = mesh_bench.generator_ceiling(work, [w.concurrency], 2, body)[w.concurrency]
         if before_stop is not None:
