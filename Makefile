@@ -3,14 +3,16 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+PERF_ARGS ?=
 
-.PHONY: help deps test quickstart protos perf clean
+.PHONY: help deps test quickstart protos perf perf-benchmarks clean
 
 help:
 	@echo "make quickstart   run modelmesh locally (installs what it needs)"
 	@echo "make test         install everything (apt, venvs, cached builds) and run the test suite"
 	@echo "make protos       regenerate the Python gRPC stubs from protos/"
-	@echo "make perf         run the benchmarks (prints figures; see perf/README.md)"
+	@echo "make perf         run the perf suite (records, plots, summary in perf/results; PERF_ARGS=--quick)"
+	@echo "make perf-benchmarks  run each single benchmark of perf/ (prints figures; see perf/README.md)"
 	@echo "make deps         only install dependencies"
 
 deps:
@@ -28,6 +30,10 @@ protos:
 	$(PY) scripts/gen_protos.py
 
 perf: deps
+	@$(PY) -c 'import matplotlib' 2>/dev/null || $(VENV)/bin/pip install -q -e ".[dev,perf]"
+	$(PY) -m perf run $(PERF_ARGS)
+
+perf-benchmarks: deps
 	$(PY) -m perf.mesh_bench --seconds 5
 	$(PY) -m perf.mesh_bench --seconds 5 --pin
 	$(PY) -m perf.mesh_scale

@@ -191,18 +191,45 @@ async def registration_rates(etcd_endpoint: str, mesh_target: str, n: int, conc:
     return raw, mesh
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=float, default=5)
-    ap.add_argument("--conc", default="1,8,32")
-    ap.add_argument("--payload", type=int, default=200)
-    ap.add_argument("--misses", type=int, default=30)
-    ap.add_argument("--registrations", type=int, default=2000)
-    ap.add_argument("--pin", action="store_true", help="mesh/forwarder on core 1, the rest on core 0")
-    ap.add_argument("--json", help="write results here")
-    args = ap.parse_args()
+NULL_SERVER = r'''
+import asyncio, sys, grpc
+try:
+    import uvloop; uvloop.install()
+except ImportError:
+    pass
+port = int(sys.argv[1])
+async def main():
+    async def echo(req, ctx):
+        return req
+    class H(grpc.GenericRpcHandler):
+        def service(self, d):
+            return grpc.unary_unary_rpc_method_handler(echo)
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((H(),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+asyncio.run(main())
+'''
+
+
+def generator_ceiling(work: Path, conc_levels: list[int], seconds: float, body: bytes, cpu_list=None) -> dict:
+    """The gRPC load generator against a null server (echoes the request bytes, no work):
+    what the client itself can drive here. A figure near it measures the client, not the path."""
+    port = free_port()
+    null = ManagedProcess("null-grpc", [sys.executable, "-c", NULL_SERVER, str(port)], work / "null.log")
+    null.start(lambda: port_open(port), timeout=20)
+    try:
+        return {conc: drive(f"127.0.0.1:{port}", conc, seconds, body, (), cpu_list)[1] for conc in conc_levels}
+    finally:
+        null.stop()
+
+
+def run(seconds: float = 5, conc_levels: tuple[int, ...] = (1, 8, 32), payload: int = 200, misses: int = 30,
+        registrations: int = 2000, pin: bool = False) -> dict:
+    """Everything this benchmark measures, printed as it goes and returned as a dict."""
     ncpu = os.cpu_count() or 1
-    pin = args.pin and ncpu >= 2
+    pin = pin and ncpu >= 2
     other_cores, mesh_cores = ({0}, {1}) if pin else (None, None)
     work = Path(tempfile.mkdtemp(prefix="mesh-bench-"))
     etcd = EtcdServer(work / "etcd").start()
@@ -219,16 +246,16 @@ def main() -> int:
             os.sched_setaffinity(pid, mesh_cores)
         for pid in (runtime.proc.pid, etcd.proc.pid):
             os.sched_setaffinity(pid, other_cores)
-    results: dict = {"machine": f"{platform.machine()} {ncpu} cores", "pinned": pin, "rows": []}
+    results: dict = {"machine": f"{platform.machine()} {ncpu} cores", "pinned": pin, "rows": [],
+                     "seconds": seconds, "payload": payload}
     try:
         asyncio.run(register_and_load(mesh.target, "hit-model"))
-        body = infer_bytes("hit-model", args.payload)
-        direct_body = body
+        body = infer_bytes("hit-model", payload)
         # The runtime answers only for a loaded model name; direct and floor use the same one.
-        print(f"workload: ModelInfer, {args.payload} B FP32 input, one loaded model; {results['machine']}; "
-              f"pinned={pin}; each cell {args.seconds:.0f}s")
+        print(f"workload: ModelInfer, {payload} B FP32 input, one loaded model; {results['machine']}; "
+              f"pinned={pin}; each cell {seconds:g}s", flush=True)
         print(f"{'path':8} {'conc':>4} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'hop cpu ms/req':>14} {'vs direct':>9}")
-        for conc in [int(c) for c in args.conc.split(",")]:
+        for conc in conc_levels:
             row = {"conc": conc}
             for name, target, md, pid in (
                 ("direct", f"127.0.0.1:{runtime.port}", (), None),
@@ -236,32 +263,49 @@ def main() -> int:
                 ("mesh", mesh.target, (("mm-model-id", "hit-model"),), mesh.proc.pid),
             ):
                 c0 = cpu_seconds(pid) if pid else 0
-                n, rps, p50, p99 = drive(target, conc, args.seconds, direct_body if name != "mesh" else body, md,
-                                         other_cores)
+                n, rps, p50, p99 = drive(target, conc, seconds, body, md, other_cores)
                 cpu = (cpu_seconds(pid) - c0) * 1e3 / n if pid else None
                 row[name] = {"rps": rps, "p50_ms": p50, "p99_ms": p99, "cpu_ms_per_req": cpu}
                 ratio = rps / row["direct"]["rps"]
                 cpu_text = f"{cpu:14.3f}" if cpu is not None else f"{'-':>14}"
-                print(f"{name:8} {conc:>4} {rps:8.0f} {p50:7.2f} {p99:7.2f} {cpu_text} {ratio:9.2f}")
+                print(f"{name:8} {conc:>4} {rps:8.0f} {p50:7.2f} {p99:7.2f} {cpu_text} {ratio:9.2f}", flush=True)
             m, f, d = row["mesh"], row["floor"], row["direct"]
             print(f"{'':8} {conc:>4} mesh: +{m['p50_ms'] - d['p50_ms']:.2f} ms p50 over direct, "
                   f"{m['rps'] / d['rps']:.0%} of direct req/s, CPU {m['cpu_ms_per_req'] / f['cpu_ms_per_req']:.2f}x floor")
             results["rows"].append(row)
+        results["ceiling_rps"] = generator_ceiling(work, list(conc_levels), seconds, body, other_cores)
+        print("load generator ceiling (client -> null gRPC server): " + ", ".join(
+            f"conc {c}: {r:.0f} req/s" for c, r in results["ceiling_rps"].items()), flush=True)
         # Cache misses: register + first request (load through the SPI) vs the runtime's own load.
-        miss = sorted(asyncio.run(register_and_load(mesh.target, f"miss-{i}")) for i in range(args.misses))
-        own = sorted(asyncio.run(direct_load(runtime.port, f"own-{i}")) for i in range(args.misses))
+        miss = sorted(asyncio.run(register_and_load(mesh.target, f"miss-{i}")) for i in range(misses))
+        own = sorted(asyncio.run(direct_load(runtime.port, f"own-{i}")) for i in range(misses))
         results["miss"] = {"mesh_p50_ms": miss[len(miss) // 2], "runtime_load_p50_ms": own[len(own) // 2]}
-        print(f"cache miss (load + first inference), {args.misses} models: mesh p50 {miss[len(miss) // 2]:.2f} ms, "
-              f"runtime load+infer directly p50 {own[len(own) // 2]:.2f} ms")
-        raw, reg = asyncio.run(registration_rates(etcd.endpoint, mesh.target, args.registrations, 32))
-        results["registrations"] = {"raw_etcd_puts_per_s": raw, "register_model_per_s": reg}
-        print(f"registrations, {args.registrations} at concurrency 32: raw etcd put {raw:.0f}/s, "
-              f"registerModel {reg:.0f}/s ({reg / raw:.0%} of raw)")
+        print(f"cache miss (load + first inference), {misses} models: mesh p50 {miss[len(miss) // 2]:.2f} ms, "
+              f"runtime load+infer directly p50 {own[len(own) // 2]:.2f} ms", flush=True)
+        raw, reg = asyncio.run(registration_rates(etcd.endpoint, mesh.target, registrations, 32))
+        results["registrations"] = {"count": registrations, "raw_etcd_puts_per_s": raw, "register_model_per_s": reg}
+        print(f"registrations, {registrations} at concurrency 32: raw etcd put {raw:.0f}/s, "
+              f"registerModel {reg:.0f}/s ({reg / raw:.0%} of raw)", flush=True)
     finally:
         fwd.stop()
         mesh.stop()
         runtime.stop()
         etcd.stop()
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--conc", default="1,8,32")
+    ap.add_argument("--payload", type=int, default=200)
+    ap.add_argument("--misses", type=int, default=30)
+    ap.add_argument("--registrations", type=int, default=2000)
+    ap.add_argument("--pin", action="store_true", help="mesh/forwarder on core 1, the rest on core 0")
+    ap.add_argument("--json", help="write results here")
+    args = ap.parse_args()
+    results = run(args.seconds, tuple(int(c) for c in args.conc.split(",")), args.payload, args.misses,
+                  args.registrations, args.pin)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -7,7 +7,8 @@ Starts a real Triton (python-backend `doubler`, FP32) and the proxy as its own p
 (`python -m modelmesh.cli runtime rest-proxy`, uvloop), then at each concurrency level runs
 the same infer for a bounded time (and at most --max-requests), best of --rounds, over
   grpc direct     grpc.aio stub -> Triton's gRPC port
-  rest via proxy  aiohttp client -> proxy -> the same gRPC port
+  rest workers=1  aiohttp client -> proxy (one process) -> the same gRPC port
+  rest workers=N  the same through a second proxy with REST_PROXY_WORKERS=N (--workers)
 and prints req/s, p50 and p99 latency and the ratio rest/grpc. Payloads: `small` (4 floats)
 and `large` (16,384 floats; JSON ~150 KB; also sent with the binary tensor extension both
 ways, `rest binary ext`, which skips JSON numbers). The load generator's own ceiling: the REST
@@ -37,6 +38,7 @@ import grpc  # noqa: E402
 import orjson  # noqa: E402
 
 from modelmesh.protos import grpc_predict_v2_pb2 as pb  # noqa: E402
+from perf.mesh_bench import cpu_seconds  # noqa: E402
 from modelmesh.protos.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub  # noqa: E402
 
 Call = Callable[[], Awaitable[bool]]
@@ -48,6 +50,7 @@ class Result:
     errors: int
     seconds: float
     latencies: list[float]
+    server_cpu_s: float | None = None  # CPU of the proxy's processes (all workers) during the run
 
     @property
     def rps(self) -> float:
@@ -159,14 +162,14 @@ def _start_triton(workdir: Path):
     return triton
 
 
-def _start_proxy(workdir: Path, grpc_port: int):
+def _start_proxy(workdir: Path, grpc_port: int, workers: int = 1):
     from harness.process import ManagedProcess, free_port, port_open
 
     port = free_port()
     env = {**os.environ, "REST_PROXY_LISTEN_HOST": "127.0.0.1", "REST_PROXY_LISTEN_PORT": str(port),
-           "REST_PROXY_GRPC_PORT": str(grpc_port), "LOG_LEVEL": "warning"}
-    proc = ManagedProcess("rest-proxy", [sys.executable, "-m", "modelmesh.cli", "runtime", "rest-proxy"],
-                          workdir / "proxy.log", env=env)
+           "REST_PROXY_GRPC_PORT": str(grpc_port), "LOG_LEVEL": "warning", "REST_PROXY_WORKERS": str(workers)}
+    proc = ManagedProcess(f"rest-proxy-{workers}", [sys.executable, "-m", "modelmesh.cli", "runtime", "rest-proxy"],
+                          workdir / f"proxy-{workers}.log", env=env)
     proc.start(lambda: port_open(port), timeout=30)
     return proc, port
 
@@ -183,73 +186,120 @@ def _start_null(workdir: Path):
 
 def _row(label: str, size: str, level: int, r: Result, extra: str = "") -> None:
     err = f"  errors={r.errors}" if r.errors else ""
-    print(f"{size:<6} {level:>5}  {label:<16} {r.rps:>9.0f} {r.pct(0.50):>8.2f} {r.pct(0.99):>8.2f}{extra}{err}",
+    print(f"{size:<6} {level:>5}  {label:<18} {r.rps:>9.0f} {r.pct(0.50):>8.2f} {r.pct(0.99):>8.2f}{extra}{err}",
           flush=True)
 
 
-async def bench(args: argparse.Namespace, workdir: Path) -> None:
+def _record(rows: list[dict], label: str, size: str, level: int, r: Result) -> None:
+    cpu = r.server_cpu_s * 1e3 / r.requests if r.server_cpu_s is not None and r.requests else None
+    rows.append({"size": size, "conc": level, "path": label, "rps": r.rps, "p50_ms": r.pct(0.5),
+                 "p99_ms": r.pct(0.99), "errors": r.errors, "proxy_cpu_ms_per_req": cpu})
+
+
+async def bench(args: argparse.Namespace, workdir: Path) -> dict:
+    """Measures and prints; returns {"rows": [...], "ceiling": [...], "workers": [1, N]}."""
     levels = [int(x) for x in args.levels.split(",")]
+    worker_counts = sorted({1, max(1, args.workers)})
     triton = _start_triton(workdir)
-    proxy, proxy_port = _start_proxy(workdir, triton.grpc_port)
+    proxies = [_start_proxy(workdir, triton.grpc_port, w) for w in worker_counts]
     null, null_http = _start_null(workdir)
     connector = aiohttp.TCPConnector(limit=0)
+    out: dict = {"rows": [], "ceiling": [], "workers": worker_counts}
     try:
         async with aiohttp.ClientSession(connector=connector) as session, \
                 grpc.aio.insecure_channel(f"127.0.0.1:{triton.grpc_port}") as channel:
             stub = GRPCInferenceServiceStub(channel)
-            url = f"http://127.0.0.1:{proxy_port}/v2/models/doubler/infer"
-            print(f"{'size':<6} {'conc':>5}  {'path':<16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
-            for size, n, size_levels in (("small", 4, levels), ("large", 16384, [8])):
+            urls = {w: f"http://127.0.0.1:{port}/v2/models/doubler/infer" for w, (_, port) in zip(worker_counts, proxies)}
+            print(f"{'size':<6} {'conc':>5}  {'path':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+            sizes = [("small", 4, levels)] + ([("large", 16384, [8])] if args.large else [])
+            for size, n, size_levels in sizes:
                 request, body = payload(n)
-                calls = {"grpc direct": grpc_call(stub, request), "rest via proxy": rest_call(session, url, body)}
+                calls = {"grpc direct": grpc_call(stub, request)}
+                pids = {}
+                for (w, url), (proc, _) in zip(urls.items(), proxies):
+                    calls[f"rest workers={w}"] = rest_call(session, url, body)
+                    pids[f"rest workers={w}"] = proc.pid
                 if size == "large":
-                    calls["rest binary ext"] = rest_call(session, url, *binary_payload(request))
+                    calls["rest binary ext"] = rest_call(session, urls[1], *binary_payload(request))
+                    pids["rest binary ext"] = proxies[0][0].pid
                 for call in calls.values():  # warm up connections and the model
-                    await drive(call, 4, 2, 100)
+                    await drive(call, 4, min(2, args.seconds), 100)
                 for level in size_levels:
                     res: dict[str, Result] = {}
                     for _ in range(args.rounds):  # alternate paths; keep each one's best round
                         for name, call in calls.items():
+                            pid = pids.get(name)
+                            c0 = cpu_seconds(pid) if pid else 0.0
                             r = await drive(call, level, args.seconds, args.max_requests)
+                            if pid:
+                                r.server_cpu_s = cpu_seconds(pid) - c0
                             if name not in res or r.rps > res[name].rps:
                                 res[name] = r
                     _row("grpc direct", size, level, res["grpc direct"])
+                    _record(out["rows"], "grpc direct", size, level, res["grpc direct"])
                     for name in list(calls)[1:]:
                         ratio = res[name].rps / res["grpc direct"].rps if res["grpc direct"].rps else 0
-                        _row(name, size, level, res[name], f"   rest/grpc = {ratio:.2f}")
+                        cpu = res[name].server_cpu_s
+                        cpu_text = f", proxy CPU {cpu * 1e3 / res[name].requests:.2f} ms/req" \
+                            if cpu is not None and res[name].requests else ""
+                        _row(name, size, level, res[name], f"   rest/grpc = {ratio:.2f}{cpu_text}")
+                        _record(out["rows"], name, size, level, res[name])
             print("\nload generator ceiling (REST client -> null HTTP server: canned reply, no work):")
             _, body = payload(4)
             null_call = rest_call(session, f"http://127.0.0.1:{null_http}/v2/models/doubler/infer", body)
             await drive(null_call, 4, 1, 100)
             for level in levels:
                 rounds = [await drive(null_call, level, args.seconds, args.max_requests) for _ in range(args.rounds)]
-                _row("rest client", "small", level, max(rounds, key=lambda r: r.rps))
+                best = max(rounds, key=lambda r: r.rps)
+                _row("rest client", "small", level, best)
+                _record(out["ceiling"], "rest client", "small", level, best)
     finally:
         null.stop()
-        proxy.stop()
+        for proc, _ in proxies:
+            proc.stop()
         triton.stop()
+    return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--levels", default="1,8,32", help="concurrency levels (comma-separated)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="measurement time per path, level, round")
-    parser.add_argument("--max-requests", type=int, default=200_000, help="cap per path, level and round")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds per measurement; the best is shown")
-    parser.add_argument("--null-server", type=int, metavar="HTTP_PORT", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+def default_workers() -> int:
+    return max(2, os.cpu_count() or 1)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--levels", default="1,8,32", help="concurrency levels (comma-separated)")
+    p.add_argument("--seconds", type=float, default=3.0, help="measurement time per path, level, round")
+    p.add_argument("--max-requests", type=int, default=200_000, help="cap per path, level and round")
+    p.add_argument("--rounds", type=int, default=2, help="rounds per measurement; the best is shown")
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help="REST_PROXY_WORKERS of the second proxy (the first has 1); default: cores, at least 2")
+    p.add_argument("--no-large", dest="large", action="store_false", help="skip the 16,384-float payload")
+    p.add_argument("--null-server", type=int, metavar="HTTP_PORT", help=argparse.SUPPRESS)
+    return p
+
+
+def run_bench(args: argparse.Namespace) -> dict:
     try:
         import uvloop
         run = uvloop.run
     except ImportError:
         run = asyncio.run
-    if args.null_server:
-        run(_serve_null(args.null_server))
-        return
     print(f"rest proxy bench: {os.cpu_count()} CPUs, best of {args.rounds} x {args.seconds:g} s per measurement, "
-          f"python {sys.version.split()[0]}")
+          f"python {sys.version.split()[0]}", flush=True)
     with tempfile.TemporaryDirectory(prefix="rest-proxy-bench-") as tmp:
-        run(bench(args, Path(tmp)))
+        return run(bench(args, Path(tmp)))
+
+
+def main() -> None:
+    args = parser().parse_args()
+    if args.null_server:
+        try:
+            import uvloop
+            uvloop.run(_serve_null(args.null_server))
+        except ImportError:
+            asyncio.run(_serve_null(args.null_server))
+        return
+    run_bench(args)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,13 @@ class RestProxySettings(LogSettings):
                                    "HTTPS clients: none | optional | require a certificate", parse=parse_client_auth)
     tls_trust_cert_path: str = setting(
         "MM_TLS_TRUST_CERT_PATH", "", "PEM files, comma separated: who may present client certificates")
+    # Ours (the reference's Go proxy uses every core by itself): one Python process serves one core.
+    workers: int = setting(
+        "REST_PROXY_WORKERS", 1,
+        "processes serving the REST port together (SO_REUSEPORT); >1 lets the proxy use more than one core; "
+        "/metrics then counts the first process's requests only",
+        check=positive,
+    )
 
     def https_tls(self) -> ServerTls | None:
         """TLS of the HTTP side (None: plain HTTP); reads and checks the files."""

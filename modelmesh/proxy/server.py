@@ -65,8 +65,12 @@ def channel_spec(settings: RestProxySettings) -> ChannelSpec:
 
 
 class RestProxy:
-    def __init__(self, settings: RestProxySettings, registry: CollectorRegistry) -> None:
+    """`reuse_port`: several processes listen on the same port (SO_REUSEPORT), the kernel
+    spreads connections over them (REST_PROXY_WORKERS)."""
+
+    def __init__(self, settings: RestProxySettings, registry: CollectorRegistry, reuse_port: bool = False) -> None:
         self.settings = settings
+        self.reuse_port = reuse_port
         self.host = settings.listen_host
         self.port = settings.listen_port
         self.channel = GrpcChannel(channel_spec(settings))
@@ -88,7 +92,8 @@ class RestProxy:
         # In-flight requests get a few seconds to finish on stop (the process budget is 30 s).
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=10)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_ctx, reuse_address=True)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_ctx, reuse_address=True,
+                           reuse_port=self.reuse_port or None)
         try:
             await site.start()
         except OSError as e:
@@ -144,6 +149,6 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         # aiohttp's own 404/405/413: same JSON shape as every other error.
         headers = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
         return error_response(e.status, e.text or e.reason, headers)
-    except Exception:  # noqa: BLE001 - a bug must still answer 500, not drop the connection
+    except Exception:
         log.exception("unhandled error", path=request.path)
         return error_response(500, "internal error in the REST proxy")
