@@ -25,6 +25,16 @@ if TYPE_CHECKING:
 HOUR_MS = 3600 * 1000
 
 
+def _require_model_id(model_id: str) -> None:
+    if not model_id:
+        raise MeshError("must provide non-empty modelId", grpc.StatusCode.INVALID_ARGUMENT)
+
+
+def _owner_mismatch(vm: VModelRecord | None, owner: str) -> bool:
+    """An empty owner in a request means "no owner check" (the reference's semantics)."""
+    return vm is not None and bool(owner) and vm.owner != owner
+
+
 class ModelMeshApi(ModelMeshServicer):
     def __init__(self, mesh: "MeshInstance") -> None:
         self.mesh = mesh
@@ -55,9 +65,6 @@ class ModelMeshApi(ModelMeshServicer):
             return vmodel_status(None, pb.ModelStatusInfo(), None)
         target = self.status_of(vm.target_model) if vm.transitioning else None
         return vmodel_status(vm, self.status_of(vm.active_model), target)
-
-    def _owner(self, owner: str) -> str:
-        return owner or self.mesh.settings.default_vmodel_owner
 
     def _check_type(self, model_type: str) -> None:
         if not model_type:
@@ -95,8 +102,7 @@ class ModelMeshApi(ModelMeshServicer):
         return await self._run("registerModel", context, self._register_model(request))
 
     async def _register_model(self, r: pb.RegisterModelRequest) -> pb.ModelStatusInfo:
-        if not r.modelId:
-            raise MeshError("modelId is required", grpc.StatusCode.INVALID_ARGUMENT)
+        _require_model_id(r.modelId)
         # Fresh registrations look old so they never evict models that are in use.
         last_used = r.lastUsedTime or (now_ms() - (HOUR_MS if r.loadNow else 6 * HOUR_MS))
         await self._register(r.modelId, r.modelInfo, last_used, auto_delete=False)
@@ -110,8 +116,7 @@ class ModelMeshApi(ModelMeshServicer):
         return await self._run("unregisterModel", context, self._unregister(request.modelId))
 
     async def _unregister(self, model_id: str) -> pb.UnregisterModelResponse:
-        if not model_id:
-            raise MeshError("modelId is required", grpc.StatusCode.INVALID_ARGUMENT)
+        _require_model_id(model_id)
         refs = self.mesh.vmodels_referring(model_id)
         if refs:
             raise MeshError(f"model {model_id} is referenced by vmodel(s) {', '.join(sorted(refs))}",
@@ -121,6 +126,7 @@ class ModelMeshApi(ModelMeshServicer):
 
     async def getModelStatus(self, request: pb.GetStatusRequest, context) -> pb.ModelStatusInfo:
         async def get():
+            _require_model_id(request.modelId)
             return self.status_of(request.modelId)
         return await self._run("getModelStatus", context, get())
 
@@ -128,6 +134,7 @@ class ModelMeshApi(ModelMeshServicer):
         return await self._run("ensureLoaded", context, self._ensure_loaded(request))
 
     async def _ensure_loaded(self, r: pb.EnsureLoadedRequest) -> pb.ModelStatusInfo:
+        _require_model_id(r.modelId)
         if self.mesh.models.get(r.modelId) is None:
             return pb.ModelStatusInfo(status=pb.ModelStatusInfo.NOT_FOUND)
         await self.mesh.ensure_loaded_somewhere(r.modelId)
@@ -144,12 +151,11 @@ class ModelMeshApi(ModelMeshServicer):
         m = self.mesh
         if not r.vModelId or not r.targetModelId:
             raise MeshError("vModelId and targetModelId are required", grpc.StatusCode.INVALID_ARGUMENT)
-        owner = self._owner(r.owner)
         vm = m.vmodels.get(r.vModelId)
         if vm is None and r.updateOnly:
             raise MeshError(f"vmodel {r.vModelId} not found", grpc.StatusCode.NOT_FOUND)
-        if vm is not None and vm.owner != owner:
-            raise MeshError(f"vmodel {r.vModelId} exists with a different owner", grpc.StatusCode.ALREADY_EXISTS)
+        if _owner_mismatch(vm, r.owner):
+            raise _other_owner(r.vModelId, vm)
         if r.expectedTargetModelId:
             current = (vm.target_model or vm.active_model) if vm else ""
             if current != r.expectedTargetModelId:
@@ -168,9 +174,9 @@ class ModelMeshApi(ModelMeshServicer):
 
         def change(cur: VModelRecord | None) -> VModelRecord | None:
             if cur is None:
-                return VModelRecord(owner=owner, active_model=target)
-            if cur.owner != owner:
-                raise MeshError(f"vmodel {r.vModelId} exists with a different owner", grpc.StatusCode.ALREADY_EXISTS)
+                return VModelRecord(owner=r.owner or m.settings.default_vmodel_owner, active_model=target)
+            if _owner_mismatch(cur, r.owner):
+                raise _other_owner(r.vModelId, cur)
             if target == cur.active_model:
                 return cur.replace(target_model="", failed=False)
             if r.force:
@@ -201,9 +207,8 @@ class ModelMeshApi(ModelMeshServicer):
         vm = m.vmodels.get(r.vModelId)
         if vm is None:
             return pb.DeleteVModelResponse()
-        owner = self._owner(r.owner)
-        if owner and vm.owner != owner:
-            raise MeshError(f"vmodel {r.vModelId} belongs to another owner", grpc.StatusCode.FAILED_PRECONDITION)
+        if _owner_mismatch(vm, r.owner):
+            return pb.DeleteVModelResponse()  # another owner's vmodel: a silent no-op, as the reference
         await m.vmodels.delete(r.vModelId)
         for model_id in {vm.active_model, vm.target_model} - {""}:
             await m.delete_if_orphaned(model_id)
@@ -212,8 +217,12 @@ class ModelMeshApi(ModelMeshServicer):
     async def getVModelStatus(self, request: pb.GetVModelStatusRequest, context) -> pb.VModelStatusInfo:
         async def get():
             vm = self.mesh.vmodels.get(request.vModelId)
-            owner = self._owner(request.owner)
-            if vm is not None and owner and vm.owner != owner:
+            if _owner_mismatch(vm, request.owner):
                 return pb.VModelStatusInfo(status=pb.VModelStatusInfo.NOT_FOUND)
             return self.vstatus_of(request.vModelId)
         return await self._run("getVModelStatus", context, get())
+
+
+def _other_owner(vmodel_id: str, vm: VModelRecord) -> MeshError:
+    return MeshError(f'vmodel {vmodel_id} already exists with different owner "{vm.owner}"',
+                     grpc.StatusCode.ALREADY_EXISTS)

@@ -38,6 +38,7 @@ INTERNAL = "mm-internal"  # set on requests one instance forwards to another
 LOAD_FAILED = "mm-load-failed"  # trailing metadata: the forwarded-to instance failed to load
 BALANCED = "mm-balanced"
 MAX_FAILED_INSTANCES = 3
+_ID_HEADERS = frozenset({MODEL_ID, VMODEL_ID, MODEL_ID + "-bin", VMODEL_ID + "-bin"})
 _DROP_HEADERS = frozenset({MODEL_ID, VMODEL_ID, MODEL_ID + "-bin", VMODEL_ID + "-bin", INTERNAL, BALANCED,
                            "content-type", "te", "user-agent", "grpc-accept-encoding", "grpc-encoding",
                            "grpc-timeout", "accept-encoding"})
@@ -206,11 +207,16 @@ class Router:
             if extracted:  # an id in the body wins over the headers; empty falls back to them
                 return [(extracted, rpc.vmodel_id)]
         ids: list[tuple[str, bool | None]] = []
+        kinds = 0  # bit 1: a model id header, bit 2: a vmodel id header
         for key, value in metadata:
-            if key in (MODEL_ID, VMODEL_ID, MODEL_ID + "-bin", VMODEL_ID + "-bin"):
+            if key in _ID_HEADERS:
                 text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
                 if text:
-                    ids.append((text, key.startswith(VMODEL_ID)))
+                    is_vmodel = key.startswith(VMODEL_ID)
+                    kinds |= 2 if is_vmodel else 1
+                    ids.append((text, is_vmodel))
+        if kinds == 3:
+            raise InvalidRequest("must include only one of model id and vmodel id")
         if not ids and rpc is None and method in MODEL_NAME_PATHS:
             # ModelReady / ModelMetadata from a plain V2 client: the name field says which model.
             try:

@@ -109,6 +109,11 @@ class Inference(GRPCInferenceServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"Model {request.name} not found")
         return v2.ModelReadyResponse(ready=True)
 
+    async def ModelMetadata(self, request, context):
+        if request.name not in self.s.loaded:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"Model {request.name} not found")
+        return v2.ModelMetadataResponse(name=request.name, platform=self.s.name)
+
 
 async def main() -> None:
     state = State()
