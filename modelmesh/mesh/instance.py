@@ -15,8 +15,6 @@ from modelmesh.kv import KVStore, Lease, mesh_key_prefix, open_store
 from modelmesh.mesh.api import ModelMeshApi
 from modelmesh.mesh.cache import CopyState, LocalCache, now_ms
 from modelmesh.mesh.channels import PeerChannels, RawChannel
-from modelmesh.mesh.constraints import TypeConstraints
-from modelmesh.mesh.dataplane import DataPlaneConfig
 from modelmesh.mesh.errors import MeshError
 from modelmesh.mesh.janitor import Janitor
 from modelmesh.mesh.loader import ModelLoader
@@ -28,6 +26,7 @@ from modelmesh.mesh.router import MAX_FAILED_INSTANCES, Router, RoutingConfig
 from modelmesh.mesh.runtime_client import RuntimeClient, runtime_target
 from modelmesh.mesh.server import bind, build_external_server, build_internal_server, server_credentials
 from modelmesh.mesh.tables import Table
+from modelmesh.mesh.tc_config import TcConfig
 from modelmesh.mesh.transitions import VModelTransitions
 from modelmesh.mesh.v2_server import V2ServerRpcs
 from modelmesh.observability.logging import get_logger
@@ -47,8 +46,8 @@ class MeshInstance:
         self.payloads: PayloadProcessors | None = None
         self._given_store = store
         self.store: KVStore | None = store
-        self.constraints = TypeConstraints.load(settings.type_constraints, settings.type_constraints_path)
-        self.dataplane = DataPlaneConfig.load(settings.dataplane_config, settings.dataplane_config_path)
+        self.tc_config = TcConfig(settings)  # raises SettingsError naming a bad variable
+        self.constraints = self.tc_config.constraints  # updated in place when tc-config changes
         self.lease: Lease | None = None
         self.ready = False
         self.shutting_down = False
@@ -99,7 +98,7 @@ class MeshInstance:
                      if v.idInjectionPath}
         self.router = Router(self.id, self.cache, self.loader, self.models, self.vmodels, self.instances,
                              self.serving, self.peers, RoutingConfig(
-                                 dataplane=self.dataplane, constraints=self.constraints,
+                                 dataplane=self.tc_config.dataplane, constraints=self.constraints,
                                  allow_any_method=status.allowAnyMethod or not status.methodInfos,
                                  injection_paths=injection, load_failure_expiry_ms=s.load_failure_expiry_ms,
                                  default_size=self.default_size, multi_parallelism=s.multi_parallelism),
@@ -111,6 +110,7 @@ class MeshInstance:
         self.router.max_inflight_per_copy = s.max_inflight_per_copy
         self.router.limit_model_concurrency = status.limitModelConcurrency
         self.router.on_overloaded = self._copy_overloaded
+        self.tc_config.on_dataplane_change(self.router.set_dataplane)
         self._scaling: set[str] = set()
         self.api = ModelMeshApi(self)
         self.models.on_change(self._registry_changed)
@@ -132,6 +132,9 @@ class MeshInstance:
         self._servers.append(external)
         self.janitor = Janitor(self)
         self._spawn(self.janitor.run())
+        # Types a new tc-config accepts may make models placeable that were not.
+        self.tc_config.on_constraints_change(lambda: self._spawn(self.janitor.retry_unplaceable()))
+        self._spawn(self.tc_config.watch())
         self.ready = True
         log.info("mesh instance ready", instance=self.id, grpc_port=self.grpc_port, internal_port=self.internal_port,
                  capacity=status.capacityInBytes, prefix=prefix)

@@ -97,6 +97,11 @@ class Router:
         self.limit_model_concurrency = False
         self.payloads: PayloadProcessors | None = None  # MM_PAYLOAD_PROCESSORS, when set
 
+    def set_dataplane(self, dataplane: DataPlaneConfig) -> None:
+        """A new data-plane config (tc-config changed): gating verdicts are recomputed."""
+        self.config.dataplane = dataplane
+        self._refusals.clear()
+
     def _children(self, method: str, code: str) -> tuple:
         """Metric children of (full gRPC method, code), labelled with the short method name."""
         key = (method, code)
@@ -217,7 +222,7 @@ class Router:
                     ids.append((text, is_vmodel))
         if kinds == 3:
             raise InvalidRequest("must include only one of model id and vmodel id")
-        if not ids and rpc is None and method in MODEL_NAME_PATHS:
+        if not ids and method in MODEL_NAME_PATHS:
             # ModelReady / ModelMetadata from a plain V2 client: the name field says which model.
             try:
                 name = extract_string(data, MODEL_NAME_PATHS[method])
