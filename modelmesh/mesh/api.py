@@ -53,7 +53,7 @@ class ModelMeshApi(ModelMeshServicer):
             code = "UNAVAILABLE"
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"coordination store unavailable: {e}")
         finally:
-            self.mesh.metrics.api_ms.labels(name, code).observe((time.perf_counter() - started) * 1000)
+            self.mesh.metrics.requests.api(name, code)[0].observe((time.perf_counter() - started) * 1000)
 
     def status_of(self, model_id: str) -> pb.ModelStatusInfo:
         m = self.mesh

@@ -41,7 +41,8 @@ class MeshInstance:
     def __init__(self, settings: MeshSettings, registry: CollectorRegistry, store: KVStore | None = None) -> None:
         self.settings = settings
         self.id = settings.instance_id
-        self.metrics = MeshMetrics(registry)
+        self.metrics = MeshMetrics(registry, per_model=settings.metrics.per_model_metrics,
+                                   fq_names=settings.metrics.fq_names)
         self.registry = registry
         self.payloads: PayloadProcessors | None = None
         self._given_store = store
@@ -86,7 +87,7 @@ class MeshInstance:
         self.load_timeout_s = (status.modelLoadingTimeoutMs or 90000) / 1000
         self.load_wait_timeout_s = self.load_timeout_s * MAX_FAILED_INSTANCES + 30
         self.cache = LocalCache(status.capacityInBytes, s.min_churn_age_ms)
-        self.metrics.capacity_bytes.set(status.capacityInBytes)
+        self.metrics.track_instance(self.cache)
         self.peers = PeerChannels(s.max_msg_size)
         self.transitions = VModelTransitions(self)
         self.loader = ModelLoader(
@@ -114,9 +115,14 @@ class MeshInstance:
         self._scaling: set[str] = set()
         self.api = ModelMeshApi(self)
         self.models.on_change(self._registry_changed)
+        self.metrics.track_cluster(self._model_counts)
         self.instances.on_change(self._instances_changed)
 
-        server_rpcs = V2ServerRpcs(ready=lambda: self.ready and self.runtime_healthy and not self.shutting_down)
+        requests = self.metrics.requests
+        server_rpcs = V2ServerRpcs(
+            ready=lambda: self.ready and self.runtime_healthy and not self.shutting_down,
+            observe=lambda method, code, started: requests.api(method, code)[0].observe(
+                (time.perf_counter() - started) * 1000))
         external = build_external_server(self.api, self.router, s.max_msg_size, server_rpcs)
         creds = server_credentials(s.tls_key_cert_path, s.tls_private_key_path, s.tls_client_auth,
                                    s.tls_trust_cert_path)
@@ -156,15 +162,17 @@ class MeshInstance:
         record = self.instance_record()
         if self.instances.get(self.id) != record and self.lease is not None and not self.lease.lost:
             await self.instances.put(self.id, record, self.lease)
-        m = self.metrics
-        m.used_bytes.set(self.cache.used)
-        m.used_bps.set(int(self.cache.used * 10000 / self.cache.capacity) if self.cache.capacity else 0)
-        m.models_total.set(len(self.cache))
-        m.models_loaded.set(len(self.cache.loaded_ids()))
-        m.models_managed.set(len(self.models))
-        lru = self.cache.lru_time()
-        m.lru_seconds.set(lru / 1000)
-        m.lru_age_seconds.set((now_ms() - lru) / 1000 if lru else 0)
+
+    def _model_counts(self) -> tuple[int, int, int]:
+        """(registered, loaded on a live instance, with a recent load failure): cluster gauges."""
+        live, now, expiry = self.instances.items(), now_ms(), self.settings.load_failure_expiry_ms
+        loaded = failing = 0
+        for record in self.models.items().values():
+            if any(i in live for i in record.instance_ids):
+                loaded += 1
+            if record.failed_in and record.live_failures(now, expiry):
+                failing += 1
+        return len(self.models), loaded, failing
 
     async def _lease_lost(self) -> None:
         if self.shutting_down:

@@ -91,7 +91,7 @@ class ModelLoader:
         queued = time.monotonic()
         try:
             async with self._loading:
-                self.metrics.loading_queue_delay.observe((time.monotonic() - queued) * 1000)
+                self.metrics.loading_queue_delay.observe((time.monotonic() - queued) * 1000, model_id)
                 # Already claimed for us when another path placed the load here: no second write.
                 claimed = await self.models.update(model_id, lambda r: r and (
                     r if self.instance_id in r.loading_in else r.loading_on(self.instance_id, now_ms())))
@@ -99,19 +99,19 @@ class ModelLoader:
                     raise ModelNotFound(f"model {model_id} was unregistered")
                 started = time.monotonic()
                 resp = await self.runtime.load(model_id, record.type, record.path, record.key, self.load_timeout_s)
-                self.metrics.load_ms.observe((time.monotonic() - started) * 1000)
+                self.metrics.load_ms.observe((time.monotonic() - started) * 1000, model_id)
                 size = resp.sizeInBytes
                 if not size:
                     t = time.monotonic()
                     size = await self.runtime.model_size(model_id) or copy.size
-                    self.metrics.sizing_ms.observe((time.monotonic() - t) * 1000)
+                    self.metrics.sizing_ms.observe((time.monotonic() - t) * 1000, model_id)
         except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-raised if cancel
             await self._load_failed(copy, e)
             if isinstance(e, asyncio.CancelledError):
                 raise
             return
         self.cache.resize(copy, size)
-        self.metrics.loaded_size.observe(size)
+        self.metrics.loaded_size.observe(size, model_id)
         log.info("model loaded", model_id=model_id, size=size, ms=int((time.monotonic() - started) * 1000))
         # The registry lists the copy before waiters are released, so a status read right
         # after a request that caused the load already says LOADED.
@@ -165,7 +165,7 @@ class ModelLoader:
             if victims:
                 now = now_ms()
                 for v in victims:
-                    self.metrics.age_at_eviction.observe(now - v.last_used)
+                    self.metrics.age_at_eviction.observe(now - v.last_used, v.model_id)
                     self.cache.begin_unload(v)
                 await asyncio.gather(*(self.unload(v, "evicted") for v in victims))
                 continue
@@ -201,7 +201,7 @@ class ModelLoader:
         started = time.monotonic()
         try:
             await self.runtime.unload(model_id)
-            self.metrics.unload_ms.observe((time.monotonic() - started) * 1000)
+            self.metrics.unload_ms.observe((time.monotonic() - started) * 1000, model_id)
         except grpc.aio.AioRpcError as e:
             self.metrics.unload_failures.inc()
             log.warning("runtime unload failed", model_id=model_id, error=_error_text(e))
