@@ -7,20 +7,21 @@ on the records; reads come from the watched in-memory views.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import grpc
 
 from modelmesh.kv import StoreError, StoreUnavailable
 from modelmesh.mesh.cache import now_ms
+from modelmesh.mesh.cluster import ClusterView
+from modelmesh.mesh.coordinator import LoadCoordinator
 from modelmesh.mesh.errors import MeshError
+from modelmesh.mesh.metrics import MeshMetrics
 from modelmesh.mesh.records import ModelRecord, VModelRecord
 from modelmesh.mesh.status import model_status, vmodel_status
+from modelmesh.mesh.tables import Table
+from modelmesh.mesh.transitions import VModelTransitions
 from modelmesh.protos import model_mesh_pb2 as pb
 from modelmesh.protos.model_mesh_pb2_grpc import ModelMeshServicer
-
-if TYPE_CHECKING:
-    from modelmesh.mesh.instance import MeshInstance
 
 HOUR_MS = 3600 * 1000
 
@@ -36,8 +37,17 @@ def _owner_mismatch(vm: VModelRecord | None, owner: str) -> bool:
 
 
 class ModelMeshApi(ModelMeshServicer):
-    def __init__(self, mesh: "MeshInstance") -> None:
-        self.mesh = mesh
+    def __init__(self, models: Table[ModelRecord], vmodels: Table[VModelRecord], cluster: ClusterView,
+                 coordinator: LoadCoordinator, transitions: VModelTransitions, metrics: MeshMetrics, *,
+                 default_vmodel_owner: str, load_wait_timeout_s: float) -> None:
+        self.models = models
+        self.vmodels = vmodels
+        self.cluster = cluster
+        self.coordinator = coordinator
+        self.transitions = transitions
+        self.metrics = metrics
+        self.default_vmodel_owner = default_vmodel_owner
+        self.load_wait_timeout_s = load_wait_timeout_s
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -53,14 +63,13 @@ class ModelMeshApi(ModelMeshServicer):
             code = "UNAVAILABLE"
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"coordination store unavailable: {e}")
         finally:
-            self.mesh.metrics.requests.api(name, code)[0].observe((time.perf_counter() - started) * 1000)
+            self.metrics.requests.api(name, code)[0].observe((time.perf_counter() - started) * 1000)
 
     def status_of(self, model_id: str) -> pb.ModelStatusInfo:
-        m = self.mesh
-        return model_status(m.models.get(model_id), m.instances.items(), now_ms(), m.settings.load_failure_expiry_ms)
+        return self.cluster.status(model_id)
 
     def vstatus_of(self, vmodel_id: str) -> pb.VModelStatusInfo:
-        vm = self.mesh.vmodels.get(vmodel_id)
+        vm = self.vmodels.get(vmodel_id)
         if vm is None:
             return vmodel_status(None, pb.ModelStatusInfo(), None)
         target = self.status_of(vm.target_model) if vm.transitioning else None
@@ -69,7 +78,7 @@ class ModelMeshApi(ModelMeshServicer):
     def _check_type(self, model_type: str) -> None:
         if not model_type:
             raise MeshError("modelInfo.type is required", grpc.StatusCode.INVALID_ARGUMENT)
-        if self.mesh.constraints.for_type(model_type) is None:
+        if self.cluster.constraints.for_type(model_type) is None:
             raise MeshError(f"no instance accepts models of type {model_type}", grpc.StatusCode.INVALID_ARGUMENT)
 
     async def _register(self, model_id: str, info: pb.ModelInfo, last_used: int, auto_delete: bool) -> ModelRecord:
@@ -78,23 +87,23 @@ class ModelMeshApi(ModelMeshServicer):
         new = ModelRecord(type=info.type, path=info.path, key=info.key, auto_delete=auto_delete,
                           last_used=last_used, registered=now_ms())
         while True:
-            existing = self.mesh.models.get(model_id)
+            existing = self.models.get(model_id)
             if existing is not None:
                 if not existing.same_info(info.type, info.path, info.key):
                     raise MeshError(f"model {model_id} already exists with different type, path or key",
                                     grpc.StatusCode.ALREADY_EXISTS)
                 return existing
-            if await self.mesh.models.create(model_id, new):
+            if await self.models.create(model_id, new):
                 return new
-            await self.mesh.models.refresh(model_id)
+            await self.models.refresh(model_id)
 
     async def _wait_loaded(self, model_id: str) -> None:
         def settled(rec: ModelRecord | None) -> bool:
-            s = model_status(rec, self.mesh.instances.items(), now_ms(), self.mesh.settings.load_failure_expiry_ms)
+            s = model_status(rec, self.cluster.live(), now_ms(), self.cluster.failure_expiry_ms)
             return s.status in (pb.ModelStatusInfo.LOADED, pb.ModelStatusInfo.LOADING_FAILED,
                                 pb.ModelStatusInfo.NOT_FOUND)
 
-        await self.mesh.models.wait_for(model_id, settled, self.mesh.load_wait_timeout_s)
+        await self.models.wait_for(model_id, settled, self.load_wait_timeout_s)
 
     # --- concrete models ------------------------------------------------------------------
 
@@ -107,7 +116,7 @@ class ModelMeshApi(ModelMeshServicer):
         last_used = r.lastUsedTime or (now_ms() - (HOUR_MS if r.loadNow else 6 * HOUR_MS))
         await self._register(r.modelId, r.modelInfo, last_used, auto_delete=False)
         if r.loadNow or r.sync:
-            await self.mesh.ensure_loaded_somewhere(r.modelId)
+            await self.coordinator.ensure_loaded_somewhere(r.modelId)
             if r.sync:
                 await self._wait_loaded(r.modelId)
         return self.status_of(r.modelId)
@@ -117,11 +126,11 @@ class ModelMeshApi(ModelMeshServicer):
 
     async def _unregister(self, model_id: str) -> pb.UnregisterModelResponse:
         _require_model_id(model_id)
-        refs = self.mesh.vmodels_referring(model_id)
+        refs = self.transitions.referring(model_id)
         if refs:
             raise MeshError(f"model {model_id} is referenced by vmodel(s) {', '.join(sorted(refs))}",
                             grpc.StatusCode.FAILED_PRECONDITION)
-        await self.mesh.models.delete(model_id)
+        await self.models.delete(model_id)
         return pb.UnregisterModelResponse()
 
     async def getModelStatus(self, request: pb.GetStatusRequest, context) -> pb.ModelStatusInfo:
@@ -135,9 +144,9 @@ class ModelMeshApi(ModelMeshServicer):
 
     async def _ensure_loaded(self, r: pb.EnsureLoadedRequest) -> pb.ModelStatusInfo:
         _require_model_id(r.modelId)
-        if self.mesh.models.get(r.modelId) is None:
+        if self.models.get(r.modelId) is None:
             return pb.ModelStatusInfo(status=pb.ModelStatusInfo.NOT_FOUND)
-        await self.mesh.ensure_loaded_somewhere(r.modelId)
+        await self.coordinator.ensure_loaded_somewhere(r.modelId)
         if r.sync:
             await self._wait_loaded(r.modelId)
         return self.status_of(r.modelId)
@@ -148,10 +157,9 @@ class ModelMeshApi(ModelMeshServicer):
         return await self._run("setVModel", context, self._set_vmodel(request))
 
     async def _set_vmodel(self, r: pb.SetVModelRequest) -> pb.VModelStatusInfo:
-        m = self.mesh
         if not r.vModelId or not r.targetModelId:
             raise MeshError("vModelId and targetModelId are required", grpc.StatusCode.INVALID_ARGUMENT)
-        vm = m.vmodels.get(r.vModelId)
+        vm = self.vmodels.get(r.vModelId)
         if vm is None and r.updateOnly:
             raise MeshError(f"vmodel {r.vModelId} not found", grpc.StatusCode.NOT_FOUND)
         if _owner_mismatch(vm, r.owner):
@@ -162,7 +170,7 @@ class ModelMeshApi(ModelMeshServicer):
                 raise MeshError(f"vmodel {r.vModelId} target is {current!r}, not {r.expectedTargetModelId!r}",
                                 grpc.StatusCode.FAILED_PRECONDITION)
         target = r.targetModelId
-        existing = m.models.get(target)
+        existing = self.models.get(target)
         if existing is None:
             if not r.modelInfo.type:
                 raise MeshError(f"target model {target} does not exist and no modelInfo was given",
@@ -174,7 +182,7 @@ class ModelMeshApi(ModelMeshServicer):
 
         def change(cur: VModelRecord | None) -> VModelRecord | None:
             if cur is None:
-                return VModelRecord(owner=r.owner or m.settings.default_vmodel_owner, active_model=target)
+                return VModelRecord(owner=r.owner or self.default_vmodel_owner, active_model=target)
             if _owner_mismatch(cur, r.owner):
                 raise _other_owner(r.vModelId, cur)
             if target == cur.active_model:
@@ -183,19 +191,19 @@ class ModelMeshApi(ModelMeshServicer):
                 return cur.replace(active_model=target, target_model="", failed=False)
             return cur.replace(target_model=target, failed=False)
 
-        before = m.vmodels.get(r.vModelId)
-        after = await m.vmodels.update(r.vModelId, change)
+        before = self.vmodels.get(r.vModelId)
+        after = await self.vmodels.update(r.vModelId, change)
         if before is not None and after is not None and before.active_model != after.active_model:
-            await m.delete_if_orphaned(before.active_model)  # forced switch
+            await self.transitions.delete_if_orphaned(before.active_model)  # forced switch
         if before is not None and before.target_model and before.target_model not in (
                 after.target_model, after.active_model):
-            await m.delete_if_orphaned(before.target_model)  # abandoned target
-        await m.ensure_loaded_somewhere(target)
-        await m.transitions.complete(target)
+            await self.transitions.delete_if_orphaned(before.target_model)  # abandoned target
+        await self.coordinator.ensure_loaded_somewhere(target)
+        await self.transitions.complete(target)
         if r.sync:
             await self._wait_loaded(target)
-            await m.transitions.complete(target)
-            await m.vmodels.wait_for(r.vModelId, lambda vm: vm is None or not vm.transitioning or vm.failed,
+            await self.transitions.complete(target)
+            await self.vmodels.wait_for(r.vModelId, lambda vm: vm is None or not vm.transitioning or vm.failed,
                                      timeout_s=5)
         return self.vstatus_of(r.vModelId)
 
@@ -203,20 +211,19 @@ class ModelMeshApi(ModelMeshServicer):
         return await self._run("deleteVModel", context, self._delete_vmodel(request))
 
     async def _delete_vmodel(self, r: pb.DeleteVModelRequest) -> pb.DeleteVModelResponse:
-        m = self.mesh
-        vm = m.vmodels.get(r.vModelId)
+        vm = self.vmodels.get(r.vModelId)
         if vm is None:
             return pb.DeleteVModelResponse()
         if _owner_mismatch(vm, r.owner):
             return pb.DeleteVModelResponse()  # another owner's vmodel: a silent no-op, as the reference
-        await m.vmodels.delete(r.vModelId)
+        await self.vmodels.delete(r.vModelId)
         for model_id in {vm.active_model, vm.target_model} - {""}:
-            await m.delete_if_orphaned(model_id)
+            await self.transitions.delete_if_orphaned(model_id)
         return pb.DeleteVModelResponse()
 
     async def getVModelStatus(self, request: pb.GetVModelStatusRequest, context) -> pb.VModelStatusInfo:
         async def get():
-            vm = self.mesh.vmodels.get(request.vModelId)
+            vm = self.vmodels.get(request.vModelId)
             if _owner_mismatch(vm, request.owner):
                 return pb.VModelStatusInfo(status=pb.VModelStatusInfo.NOT_FOUND)
             return self.vstatus_of(request.vModelId)

@@ -59,6 +59,9 @@ class PeerChannels:
             ch = self._channels[endpoint] = RawChannel(endpoint, self.max_msg_size)
         return ch
 
+    def endpoints(self) -> list[str]:
+        return list(self._channels)
+
     async def drop(self, endpoint: str) -> None:
         ch = self._channels.pop(endpoint, None)
         if ch is not None:

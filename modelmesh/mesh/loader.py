@@ -9,17 +9,20 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from modelmesh.kv import Change
 from modelmesh.mesh.cache import CopyState, LocalCache, LocalCopy, now_ms
 from modelmesh.mesh.errors import LoadFailed, ModelNotFound, NoCapacity, ShuttingDown
 from modelmesh.mesh.metrics import MeshMetrics
 from modelmesh.mesh.records import ModelRecord
 from modelmesh.mesh.runtime_client import RuntimeClient
 from modelmesh.mesh.tables import Table
+from modelmesh.mesh.tasks import TaskOwner
 from modelmesh.observability.logging import get_logger
 
 log = get_logger("modelmesh.mesh.loader")
 
 ModelEvent = Callable[[str], Awaitable[None]]
+STALE_LOAD_CLAIM_MS = 30_000  # a load claimed for this instance that never started
 
 
 def _error_text(e: BaseException) -> str:
@@ -38,6 +41,7 @@ class ModelLoader:
         runtime: RuntimeClient,
         models: Table[ModelRecord],
         metrics: MeshMetrics,
+        tasks: TaskOwner,
         *,
         load_timeout_s: float,
         max_loading: int,
@@ -55,8 +59,11 @@ class ModelLoader:
         self._loading = asyncio.Semaphore(max(1, max_loading))
         self._on_loaded = on_loaded
         self._on_failed = on_failed
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = tasks
         self.accepting = True
+
+    def stop_accepting(self) -> None:
+        self.accepting = False
 
     # --- loads --------------------------------------------------------------------------
 
@@ -82,7 +89,8 @@ class ModelLoader:
             if self.cache.get(model_id) is not None:
                 continue  # someone else started it while we made room
             copy = self.cache.reserve(model_id, size)
-            self._spawn(self._load(copy, record))
+            if self._tasks.spawn(self._load(copy, record), f"load:{model_id}") is None:
+                await self.cache.release(copy, ShuttingDown("instance is shutting down"))
             await asyncio.shield(copy.ready)
             return copy
 
@@ -122,10 +130,10 @@ class ModelLoader:
             kept = record
         self.cache.mark_loaded(copy, resp.maxConcurrency)
         if kept is None:  # unregistered while loading
-            self._spawn(self.unload(copy, "unregistered"))
+            self._tasks.spawn(self.unload(copy, "unregistered"), f"unload:{model_id}")
             return
         if self.cache.used > self.cache.capacity:  # real size exceeded the estimate
-            self._spawn(self._shrink_to_capacity())
+            self._tasks.spawn(self._shrink_to_capacity(), "shrink")
         await self._on_loaded(model_id)
 
     async def _load_failed(self, copy: LocalCopy, e: BaseException) -> None:
@@ -218,13 +226,39 @@ class ModelLoader:
             log.warning("could not update registry", model_id=copy.model_id, error=str(e))
         await self.cache.release(copy)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    # --- the registry in step with this instance -----------------------------------------
+
+    def registry_changed(self, changes: list[Change[ModelRecord]]) -> None:
+        """A model was unregistered: drop our copy of it."""
+        for c in changes:
+            if c.new is None:
+                copy = self.cache.get(c.id)
+                if copy is not None and copy.state is not CopyState.UNLOADING:
+                    self._tasks.spawn(self._unload_when_settled(copy, "unregistered"), f"unload:{c.id}")
+
+    async def _unload_when_settled(self, copy: LocalCopy, reason: str) -> None:
+        if copy.state is CopyState.LOADING:
+            try:
+                await asyncio.shield(copy.ready)
+            except Exception:  # noqa: BLE001 - a failed load leaves nothing to unload
+                return
+        await self.unload(copy, reason)
+
+    async def reconcile_records(self) -> None:
+        """Records must list exactly the copies this instance holds (after a lease loss or a
+        restart under the same instance id they may not)."""
+        me = self.instance_id
+        for model_id in self.cache.loaded_ids():
+            record = self.models.get(model_id)
+            if record is not None and me not in record.instance_ids:
+                await self.models.update(model_id, lambda r: r and r.loaded_on(me, now_ms()))
+        stale_claim_ms = now_ms() - STALE_LOAD_CLAIM_MS
+        for model_id, record in self.models.records():
+            if self.cache.get(model_id) is not None:
+                continue
+            if me in record.instance_ids or record.loading_in.get(me, now_ms()) < stale_claim_ms:
+                # Listed here but not held: a claim whose load never started, or a copy lost.
+                await self.models.update(model_id, lambda r: r and r.without_copies_on({me}))
 
     async def close(self) -> None:
         self.accepting = False
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -23,7 +23,7 @@ from modelmesh.mesh.errors import InvalidRequest, LoadFailed, MeshError, ModelNo
 from modelmesh.mesh.loader import ModelLoader
 from modelmesh.mesh.metrics import MeshMetrics
 from modelmesh.mesh.payloads import REQUEST_TYPE, RESPONSE_TYPE, PayloadProcessors
-from modelmesh.mesh.placement import choose_instance
+from modelmesh.mesh.placement import MAX_FAILED_INSTANCES, choose_instance
 from modelmesh.mesh.protowire import WireError, extract_string, inject_string
 from modelmesh.mesh.records import InstanceRecord, ModelRecord, VModelRecord
 from modelmesh.mesh.tables import Table
@@ -37,7 +37,6 @@ VMODEL_ID = "mm-vmodel-id"
 INTERNAL = "mm-internal"  # set on requests one instance forwards to another
 LOAD_FAILED = "mm-load-failed"  # trailing metadata: the forwarded-to instance failed to load
 BALANCED = "mm-balanced"
-MAX_FAILED_INSTANCES = 3
 _ID_HEADERS = frozenset({MODEL_ID, VMODEL_ID, MODEL_ID + "-bin", VMODEL_ID + "-bin"})
 _DROP_HEADERS = frozenset({MODEL_ID, VMODEL_ID, MODEL_ID + "-bin", VMODEL_ID + "-bin", INTERNAL, BALANCED,
                            "content-type", "te", "user-agent", "grpc-accept-encoding", "grpc-encoding",
@@ -89,7 +88,7 @@ class Router:
         self.metrics = metrics
         self._requests = metrics.requests
         self._peer_inflight: dict[str, int] = {}
-        self.requests_by_model: dict[str, int] = {}  # read and reset by the janitor (rpm)
+        self.requests_by_model: dict[str, int] = {}  # since the last take_request_counts()
         self._refusals: dict[str, str | None] = {}
         # Called when a local copy has more requests in flight than a copy should take.
         self.on_overloaded: Callable[[str], None] = lambda model_id: None
@@ -101,6 +100,11 @@ class Router:
         """A new data-plane config (tc-config changed): gating verdicts are recomputed."""
         self.config.dataplane = dataplane
         self._refusals.clear()
+
+    def take_request_counts(self) -> dict[str, int]:
+        """Requests per model since the last call (for request rates)."""
+        counts, self.requests_by_model = self.requests_by_model, {}
+        return counts
 
     # --- entry point ----------------------------------------------------------------------
 

@@ -149,6 +149,10 @@ class Table(Generic[R]):
             self._snapshot = self.view.snapshot()
         return self._snapshot
 
+    def records(self) -> list[tuple[str, R]]:
+        """(id, record) pairs of the view, for scans off the hot path (no snapshot dict kept)."""
+        return list(self.view.items())
+
     def _changed(self, changes: list[Change[R]]) -> None:
         self._snapshot = None
         recent = self._recent

@@ -82,6 +82,10 @@ class MeshProcess:
         # A test's own MM_METRICS (extra options) says `{port}` for the port chosen here.
         self.env["MM_METRICS"] = self.env["MM_METRICS"].replace("{port}", str(self.metrics_port))
         self.proc: ManagedProcess | None = None
+        self.log_path = self.workdir / f"mesh-{self.instance_id}.log"
+        # Exit codes of the runs that ended other than by kill() (checked by problems()).
+        self.exit_codes: list[int | None] = []
+        self._run_over = True
 
     @property
     def target(self) -> str:
@@ -89,16 +93,38 @@ class MeshProcess:
 
     def start(self, timeout: float = 60) -> "MeshProcess":
         self.proc = ManagedProcess(f"mesh-{self.instance_id}", [sys.executable, "-m", "modelmesh.cli", "runtime"],
-                                   self.workdir / f"mesh-{self.instance_id}.log", env=self.env)
+                                   self.log_path, env=self.env)
+        self._run_over = False
         self.proc.start(lambda: _get_status(f"http://127.0.0.1:{self.probe_port}/ready") == 200, timeout=timeout)
         return self
 
     def stop(self, grace: float = 30) -> int | None:
-        return self.proc.stop(grace=grace) if self.proc else None
+        """SIGTERM, then SIGKILL after `grace` (a graceful exit is code 0)."""
+        if self.proc is None:
+            return None
+        code = self.proc.stop(grace=grace)
+        if not self._run_over:
+            self.exit_codes.append(code)
+            self._run_over = True
+        return code
 
     def kill(self) -> None:
+        """SIGKILL on purpose: this run's exit code is not a problem."""
         if self.proc:
+            self._run_over = True
             self.proc.kill()
+
+    def problems(self) -> list[str]:
+        """What says this instance misbehaved: a run that ended with a non-zero code (crashed,
+        or did not finish a graceful stop in time) and every error or traceback it logged."""
+        found = [f"mesh {self.instance_id} exited with {code}" for code in self.exit_codes if code != 0]
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        found += [f"mesh {self.instance_id} logged: {line[:2000]}" for line in lines
+                  if "Traceback" in line or '"level":"error"' in line or '"level":"critical"' in line]
+        return found
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:

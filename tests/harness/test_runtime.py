@@ -3,7 +3,8 @@
 It stands in for a real model server where the test needs to control what a runtime does
 (load delays, failures, sizes, crashes); tests through real MLServer/Triton cover the real
 thing. Behaviour per model comes from its model key JSON:
-  {"load_ms": 200, "fail": "message", "size": 123456, "infer_ms": 5, "max_concurrency": 2}
+  {"load_ms": 200, "fail": "message", "size": 123456, "infer_ms": 5, "fail_on": ["runtime name", ...],
+   "max_concurrency": 2}
 (size 0: loadModel reports no size, so the mesh asks modelSize)
 ModelInfer answers with the model name it was addressed to, the mm-model-id header it saw,
 this runtime's name (env TEST_RUNTIME_NAME) and its inputs echoed as raw outputs.
@@ -42,6 +43,8 @@ class State:
         self.loaded: dict[str, dict] = {}
         self.peak_bytes = 0
         self.loads = 0
+        self.load_attempts: dict[str, int] = {}
+        self.deadlines: list[float | None] = []  # time remaining (s) each ModelInfer arrived with
 
 
 class Runtime(ModelRuntimeServicer):
@@ -60,10 +63,13 @@ class Runtime(ModelRuntimeServicer):
 
     async def loadModel(self, request, context):
         spec = json.loads(request.modelKey or "{}")
+        self.s.load_attempts[request.modelId] = self.s.load_attempts.get(request.modelId, 0) + 1
         if spec.get("load_ms"):
             await asyncio.sleep(spec["load_ms"] / 1000)
         if spec.get("fail"):
             await context.abort(grpc.StatusCode.INTERNAL, spec["fail"])
+        if self.s.name in spec.get("fail_on", ()):  # fails on the runtimes named, loads elsewhere
+            await context.abort(grpc.StatusCode.INTERNAL, f"load failed on {self.s.name}")
         size = int(spec.get("size", self.s.default_size))
         self.s.loaded[request.modelId] = {"size": size or self.s.default_size, "spec": spec}
         self.s.loads += 1
@@ -88,6 +94,7 @@ class Inference(GRPCInferenceServiceServicer):
         self.s = state
 
     async def ModelInfer(self, request, context):
+        self.s.deadlines.append(context.time_remaining())
         model = self.s.loaded.get(request.model_name)
         if model is None:
             # Triton's wording, which the mesh treats as "runtime lost the model".
@@ -127,7 +134,8 @@ async def main() -> None:
     # `/test.Admin/Loaded` lists loaded models (JSON) so tests can check the runtime side.
     async def loaded(request: bytes, context) -> bytes:
         return json.dumps({"loaded": {k: v["size"] for k, v in state.loaded.items()},
-                           "peak_bytes": state.peak_bytes, "loads": state.loads}).encode()
+                           "peak_bytes": state.peak_bytes, "loads": state.loads,
+                           "load_attempts": state.load_attempts, "deadlines": state.deadlines[-100:]}).encode()
 
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
         "test.Admin", {"Loaded": grpc.unary_unary_rpc_method_handler(loaded)}),))

@@ -127,6 +127,9 @@ async def test_deadline_propagates_to_the_runtime(etcd, nodes, client_for):
         await c.infer("slow", timeout=0.5)
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert asyncio.get_running_loop().time() - started < 2.5
+    # The runtime got the client's deadline, less the hop: not none, not a longer one.
+    seen = (await node.runtime.loaded())["deadlines"][-1]
+    assert seen is not None and 0.2 < seen <= 0.5, seen
     # The mesh stays healthy for the next request.
     await c.mesh.registerModel(pb.RegisterModelRequest(modelId="fast", modelInfo=model_info()))
     assert (await c.infer("fast")).model_name == "fast"

@@ -31,6 +31,9 @@ def pods(tmp_path, etcd, storage_config_dir):
     yield start
     for pod in started:
         pod.stop()
+    problems = [p for pod in started for p in pod.mesh.problems()]
+    if problems:
+        pytest.fail("mesh instances misbehaved:\n" + "\n".join(problems[:20]), pytrace=False)
 
 
 async def test_mlserver_and_triton_pods_serve_models_from_s3(pods, s3_models):
