@@ -71,7 +71,8 @@ def select(all_samples: list, name: str, matchers: dict[str, str]) -> list:
 
 
 async def test_every_dashboard_query_has_data_after_real_use(etcd, nodes, client_for):
-    node = nodes(etcd, "dash", capacity=3 * MB, limit_concurrency=True)
+    # A mesh of its own (service name): the cluster counts below must not see other tests' models.
+    node = nodes(etcd, "dash", capacity=3 * MB, limit_concurrency=True, mesh_env={"MM_SERVICE_NAME": "dashboard"})
     c = client_for(node)
     for mid in ("d1", "d2", "d3", "d4"):
         await c.mesh.registerModel(pb.RegisterModelRequest(modelId=mid, modelInfo=model_info(max_concurrency=1)))
