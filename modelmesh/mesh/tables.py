@@ -7,8 +7,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
-from modelmesh.kv import Change, KVStore, Lease, WatchedPrefix
-from modelmesh.mesh.errors import MeshError
+from modelmesh.kv import Change, KVStore, Lease, StoreError, StoreUnavailable, WatchedPrefix
+from modelmesh.mesh.errors import MeshError, StoreDown
 from modelmesh.observability.logging import get_logger
 
 log = get_logger("modelmesh.mesh.tables")
@@ -248,14 +248,16 @@ class Table(Generic[R]):
 
     async def fetch(self, id: str) -> R | None:
         """Read through to the store, for ids the view does not (yet) know: another
-        instance may have just written them. Only misses pay this round trip."""
+        instance may have just written them. Only misses pay this round trip; StoreDown
+        (UNAVAILABLE) when the store cannot be reached."""
         record = self.get(id)
         if record is not None:
             return record
         try:
             kv = await self.store.get(self._key(id))
-        except Exception:  # noqa: BLE001 - store down: the view is all we know
-            return None
+        except (StoreUnavailable, StoreError) as e:
+            # Not in our view and the store cannot say: unknown, which is not "not found".
+            raise StoreDown(f"coordination store unavailable, cannot look up {self.name}/{id}: {e}") from None
         return self._decode(kv.value) if kv is not None else None
 
     async def read(self, id: str) -> R | None:
