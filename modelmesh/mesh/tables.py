@@ -246,6 +246,29 @@ class Table(Generic[R]):
             await self.wait_for(id, lambda r: r is None, ECHO_TIMEOUT_S)
         return existed
 
+    async def delete_if(self, id: str, condition: Callable[[R], bool]) -> R | None:
+        """Delete the record only if `condition(record)` holds, as a compare-and-delete at the
+        revision the condition was checked on (re-checked after a concurrent change), so a
+        write that would make the condition false cannot slip in between. Returns the record
+        when the condition refused; None when it was deleted or did not exist."""
+        entry = self._entry(id)
+        if entry is None:
+            kv = await self.store.get(self._key(id))
+            if kv is None:
+                return None
+            entry = (self._decode(kv.value), kv.mod_revision)
+        current, revision = entry
+        for _ in range(CAS_ATTEMPTS):
+            if not condition(current):
+                return current
+            ok, kv = await self.store.compare_and_delete(self._key(id), revision)
+            if ok or kv is None:
+                self._recent.pop(id, None)
+                await self.wait_for(id, lambda r: r is None, ECHO_TIMEOUT_S)
+                return None
+            current, revision = self._decode(kv.value), kv.mod_revision
+        raise MeshError(f"too much contention deleting {self.name}/{id}")
+
     async def fetch(self, id: str) -> R | None:
         """Read through to the store, for ids the view does not (yet) know: another
         instance may have just written them. Only misses pay this round trip; StoreDown
