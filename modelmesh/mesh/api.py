@@ -99,9 +99,12 @@ class ModelMeshApi(ModelMeshServicer):
 
     async def _wait_loaded(self, model_id: str) -> None:
         def settled(rec: ModelRecord | None) -> bool:
+            # A failure settles only once no other instance is left to try: until then a
+            # retry elsewhere is on its way (LoadCoordinator.after_failure).
             s = model_status(rec, self.cluster.live(), now_ms(), self.cluster.failure_expiry_ms)
-            return s.status in (pb.ModelStatusInfo.LOADED, pb.ModelStatusInfo.LOADING_FAILED,
-                                pb.ModelStatusInfo.NOT_FOUND)
+            if s.status == pb.ModelStatusInfo.LOADING_FAILED:
+                return rec is not None and self.cluster.failed_for_good(rec)
+            return s.status in (pb.ModelStatusInfo.LOADED, pb.ModelStatusInfo.NOT_FOUND)
 
         await self.models.wait_for(model_id, settled, self.load_wait_timeout_s)
 
@@ -126,11 +129,7 @@ class ModelMeshApi(ModelMeshServicer):
 
     async def _unregister(self, model_id: str) -> pb.UnregisterModelResponse:
         _require_model_id(model_id)
-        refs = self.transitions.referring(model_id)
-        if refs:
-            raise MeshError(f"model {model_id} is referenced by vmodel(s) {', '.join(sorted(refs))}",
-                            grpc.StatusCode.FAILED_PRECONDITION)
-        await self.models.delete(model_id)
+        await self.transitions.unregister(model_id)
         return pb.UnregisterModelResponse()
 
     async def getModelStatus(self, request: pb.GetStatusRequest, context) -> pb.ModelStatusInfo:
@@ -170,15 +169,22 @@ class ModelMeshApi(ModelMeshServicer):
                 raise MeshError(f"vmodel {r.vModelId} target is {current!r}, not {r.expectedTargetModelId!r}",
                                 grpc.StatusCode.FAILED_PRECONDITION)
         target = r.targetModelId
-        existing = self.models.get(target)
-        if existing is None:
-            if not r.modelInfo.type:
-                raise MeshError(f"target model {target} does not exist and no modelInfo was given",
-                                grpc.StatusCode.NOT_FOUND)
-            await self._register(target, r.modelInfo, now_ms() - HOUR_MS, auto_delete=r.autoDeleteTargetModel)
-        elif r.modelInfo.type and not existing.same_info(r.modelInfo.type, r.modelInfo.path, r.modelInfo.key):
-            raise MeshError(f"model {target} already exists with different type, path or key",
-                            grpc.StatusCode.ALREADY_EXISTS)
+        for _ in range(3):  # the target may be unregistered between our steps; bounded
+            existing = self.models.get(target)
+            if existing is None:
+                if not r.modelInfo.type:
+                    raise MeshError(f"target model {target} does not exist and no modelInfo was given",
+                                    grpc.StatusCode.NOT_FOUND)
+                await self._register(target, r.modelInfo, now_ms() - HOUR_MS, auto_delete=r.autoDeleteTargetModel)
+            elif r.modelInfo.type and not existing.same_info(r.modelInfo.type, r.modelInfo.path, r.modelInfo.key):
+                raise MeshError(f"model {target} already exists with different type, path or key",
+                                grpc.StatusCode.ALREADY_EXISTS)
+            # On the model's record before the vmodel's: an unregister now sees the reference.
+            if await self.transitions.add_reference(target, r.vModelId) is not None:
+                break
+            await self.models.wait_for(target, lambda rec: rec is None, timeout_s=5)
+        else:
+            raise MeshError(f"target model {target} was unregistered meanwhile", grpc.StatusCode.NOT_FOUND)
 
         def change(cur: VModelRecord | None) -> VModelRecord | None:
             if cur is None:
@@ -194,10 +200,10 @@ class ModelMeshApi(ModelMeshServicer):
         before = self.vmodels.get(r.vModelId)
         after = await self.vmodels.update(r.vModelId, change)
         if before is not None and after is not None and before.active_model != after.active_model:
-            await self.transitions.delete_if_orphaned(before.active_model)  # forced switch
+            await self.transitions.release(before.active_model, r.vModelId)  # forced switch
         if before is not None and before.target_model and before.target_model not in (
                 after.target_model, after.active_model):
-            await self.transitions.delete_if_orphaned(before.target_model)  # abandoned target
+            await self.transitions.release(before.target_model, r.vModelId)  # abandoned target
         await self.coordinator.ensure_loaded_somewhere(target)
         await self.transitions.complete(target)
         if r.sync:
@@ -218,7 +224,7 @@ class ModelMeshApi(ModelMeshServicer):
             return pb.DeleteVModelResponse()  # another owner's vmodel: a silent no-op, as the reference
         await self.vmodels.delete(r.vModelId)
         for model_id in {vm.active_model, vm.target_model} - {""}:
-            await self.transitions.delete_if_orphaned(model_id)
+            await self.transitions.release(model_id, r.vModelId)
         return pb.DeleteVModelResponse()
 
     async def getVModelStatus(self, request: pb.GetVModelStatusRequest, context) -> pb.VModelStatusInfo:

@@ -42,6 +42,14 @@ class ClusterView:
         """Instances where a load of the model failed recently."""
         return record.failed_instances(now_ms(), self.failure_expiry_ms)
 
+    def failed_for_good(self, record: ModelRecord) -> bool:
+        """No live copy, and the load failed on MAX_FAILED_INSTANCES instances or on every
+        instance that could take it (so min(3, eligible instances) attempts)."""
+        if self.live_holders(record):
+            return False
+        failures = self.failures(record)
+        return len(failures) >= MAX_FAILED_INSTANCES or self.choose(record, exclude=failures) is None
+
     def choose(self, record: ModelRecord, exclude: set[str] | frozenset[str] = frozenset()) -> str | None:
         """The instance that should load the model, or None when none qualifies."""
         return choose_instance(record.type, self.default_size, self.instances.items(), self.constraints,

@@ -32,8 +32,7 @@ PEER_CALL_TIMEOUT_S = 10
 class LoadCoordinator:
     def __init__(self, instance_id: str, cluster: ClusterView, models: Table[ModelRecord], loader: ModelLoader,
                  peers: PeerChannels, tasks: TaskOwner, *,
-                 on_failed_for_good: Callable[[str], Awaitable[None]],
-                 retry_when: Callable[[str], bool] = lambda model_id: True) -> None:
+                 on_failed_for_good: Callable[[str], Awaitable[None]]) -> None:
         self.instance_id = instance_id
         self.cluster = cluster
         self.models = models
@@ -41,7 +40,6 @@ class LoadCoordinator:
         self.peers = peers
         self.tasks = tasks
         self._on_failed_for_good = on_failed_for_good
-        self._retry_when = retry_when
         self._scaling: set[str] = set()
         self.accepting = True
 
@@ -120,12 +118,9 @@ class LoadCoordinator:
         """A load failed (here, or no instance could take it): retry on another instance
         while fewer than MAX_FAILED_INSTANCES failed and one is left, else it failed for good."""
         record = self.models.get(model_id)
-        if record is None or not self._retry_when(model_id):
+        if record is None or self.cluster.live_holders(record):
             return
-        if self.cluster.live_holders(record):
-            return
-        failures = self.cluster.failures(record)
-        if len(failures) < MAX_FAILED_INSTANCES and self.cluster.choose(record, exclude=failures) is not None:
+        if not self.cluster.failed_for_good(record):
             await self.ensure_loaded_somewhere(model_id)
             return
         await self._on_failed_for_good(model_id)

@@ -176,8 +176,7 @@ class MeshInstance:
         models.on_change(loader.registry_changed)
         coordinator = LoadCoordinator(
             self.id, cluster, models, loader, peers, self.tasks,
-            on_failed_for_good=transitions.model_failed_for_good,
-            retry_when=lambda model_id: bool(transitions.referring(model_id)))
+            on_failed_for_good=transitions.model_failed_for_good)
         injection = {("/" + k.lstrip("/")): tuple(v.idInjectionPath) for k, v in status.methodInfos.items()
                      if v.idInjectionPath}
         router = Router(self.id, cache, loader, models, vmodels, instances, serving, peers, RoutingConfig(
