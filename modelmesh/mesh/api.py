@@ -63,7 +63,7 @@ class ModelMeshApi(ModelMeshServicer):
             code = "UNAVAILABLE"
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"coordination store unavailable: {e}")
         finally:
-            self.metrics.requests.api(name, code)[0].observe((time.perf_counter() - started) * 1000)
+            self.metrics.requests.api_time(name, code).observe((time.perf_counter() - started) * 1000)
 
     def status_of(self, model_id: str) -> pb.ModelStatusInfo:
         return self.cluster.status(model_id)

@@ -131,7 +131,7 @@ class MeshInstance:
         requests = self.metrics.requests
         server_rpcs = V2ServerRpcs(
             ready=lambda: self.ready and self.runtime_healthy and not self.stopping,
-            observe=lambda method, code, started: requests.api(method, code)[0].observe(
+            observe=lambda method, code, started: requests.api_time(method, code).observe(
                 (time.perf_counter() - started) * 1000))
         external = build_external_server(sv.api, sv.router, s.max_msg_size, server_rpcs)
         creds = server_credentials(s.tls_key_cert_path, s.tls_private_key_path, s.tls_client_auth,

@@ -66,6 +66,7 @@ class RequestMetrics:
                                        buckets=_MESSAGE_BYTES, registry=registry)
         self._method_labels: dict[str, str] = {}
         self._api: dict[tuple, tuple] = {}
+        self._api_time: dict[tuple[str, str], object] = {}
         self._invoke: dict[tuple, object] = {}
 
     def _method_label(self, method: str) -> str:
@@ -94,6 +95,16 @@ class RequestMetrics:
             if len(self._api) < _MAX_CACHED_CHILDREN:
                 self._api[key] = children
         return children
+
+    def api_time(self, method: str, code: str):
+        """The time child of an external request that carries no inference payload (management
+        API, V2 server RPCs): no size series for it."""
+        child = self._api_time.get((method, code))
+        if child is None:
+            child = self.api_ms.labels(*self._labels(method, code, "", ""))
+            if len(self._api_time) < _MAX_CACHED_CHILDREN:
+                self._api_time[(method, code)] = child
+        return child
 
     def invoke(self, method: str, code: str, model_id: str = "", vmodel_id: str = ""):
         """The time child of a call into the runtime."""

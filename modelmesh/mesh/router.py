@@ -38,9 +38,8 @@ INTERNAL = "mm-internal"  # set on requests one instance forwards to another
 LOAD_FAILED = "mm-load-failed"  # trailing metadata: the forwarded-to instance failed to load
 BALANCED = "mm-balanced"
 _ID_HEADERS = frozenset({MODEL_ID, VMODEL_ID, MODEL_ID + "-bin", VMODEL_ID + "-bin"})
-_DROP_HEADERS = frozenset({MODEL_ID, VMODEL_ID, MODEL_ID + "-bin", VMODEL_ID + "-bin", INTERNAL, BALANCED,
-                           "content-type", "te", "user-agent", "grpc-accept-encoding", "grpc-encoding",
-                           "grpc-timeout", "accept-encoding"})
+_DROP_HEADERS = _ID_HEADERS | frozenset({INTERNAL, BALANCED, "content-type", "te", "user-agent", "grpc-accept-encoding",
+                                         "grpc-encoding", "grpc-timeout", "accept-encoding"})
 
 
 def runtime_said_not_found(e: grpc.aio.AioRpcError) -> bool:
