@@ -210,7 +210,8 @@ class MeshInstance:
             coordinator=coordinator, transitions=transitions, membership=membership, health=health, rates=rates,
             peers=peers, tasks=self.tasks, update_gauges=lambda: update_instance_gauges(self.metrics, cache, models))
         update_instance_gauges(self.metrics, cache, models)
-        return _Services(models, cache, cluster, loader, transitions, coordinator, router, api, health, rates, membership, janitor)
+        return _Services(models, cache, cluster, loader, transitions, coordinator, router, api, health, rates,
+                         membership, janitor)
 
     # --- leaving ---------------------------------------------------------------------------
 
