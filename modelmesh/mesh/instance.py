@@ -222,7 +222,8 @@ class MeshInstance:
         # Gauges read the cache and the registry view when scraped: never stale.
         self.metrics.track_instance(cache)
         self.metrics.track_cluster(cluster.model_counts)
-        return _Services(models, cache, cluster, loader, transitions, coordinator, router, api, health, rates, membership, janitor)
+        return _Services(models, cache, cluster, loader, transitions, coordinator, router, api, health, rates,
+                         membership, janitor)
 
     # --- leaving ---------------------------------------------------------------------------
 
