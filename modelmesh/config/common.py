@@ -70,4 +70,7 @@ class MetricsSpec:
         return cls(enabled=True, port=port, scheme=scheme, **flags)
 
     def __str__(self) -> str:
-        return f"prometheus:port={self.port};scheme={self.scheme}" if self.enabled else "none"
+        if not self.enabled:
+            return "none"
+        flags = "".join(f";{k}=true" for k in ("per_model_metrics", "fq_names") if getattr(self, k))
+        return f"prometheus:port={self.port};scheme={self.scheme}{flags}"
