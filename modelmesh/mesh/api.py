@@ -27,6 +27,16 @@ from modelmesh.protos.model_mesh_pb2_grpc import ModelMeshServicer
 HOUR_MS = 3600 * 1000
 
 
+def _require_model_id(model_id: str) -> None:
+    if not model_id:
+        raise MeshError("must provide non-empty modelId", grpc.StatusCode.INVALID_ARGUMENT)
+
+
+def _owner_mismatch(vm: VModelRecord | None, owner: str) -> bool:
+    """An empty owner in a request means "no owner check" (the reference's semantics)."""
+    return vm is not None and bool(owner) and vm.owner != owner
+
+
 class ModelMeshApi(ModelMeshServicer):
     def __init__(self, models: Table[ModelRecord], vmodels: Table[VModelRecord], cluster: ClusterView,
                  coordinator: LoadCoordinator, transitions: VModelTransitions, metrics: MeshMetrics, *,
@@ -54,7 +64,7 @@ class ModelMeshApi(ModelMeshServicer):
             code = "UNAVAILABLE"
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"coordination store unavailable: {e}")
         finally:
-            self.metrics.api_ms.labels(name, code).observe((time.perf_counter() - started) * 1000)
+            self.metrics.requests.api_time(name, code).observe((time.perf_counter() - started) * 1000)
 
     def status_of(self, model_id: str) -> pb.ModelStatusInfo:
         return self.cluster.status(model_id)
@@ -65,9 +75,6 @@ class ModelMeshApi(ModelMeshServicer):
             return vmodel_status(None, pb.ModelStatusInfo(), None)
         target = self.status_of(vm.target_model) if vm.transitioning else None
         return vmodel_status(vm, self.status_of(vm.active_model), target)
-
-    def _owner(self, owner: str) -> str:
-        return owner or self.default_vmodel_owner
 
     def _check_type(self, model_type: str) -> None:
         if not model_type:
@@ -108,8 +115,7 @@ class ModelMeshApi(ModelMeshServicer):
         return await self._run("registerModel", context, self._register_model(request))
 
     async def _register_model(self, r: pb.RegisterModelRequest) -> pb.ModelStatusInfo:
-        if not r.modelId:
-            raise MeshError("modelId is required", grpc.StatusCode.INVALID_ARGUMENT)
+        _require_model_id(r.modelId)
         check_ids(modelId=r.modelId)
         # Fresh registrations look old so they never evict models that are in use.
         last_used = r.lastUsedTime or (now_ms() - (HOUR_MS if r.loadNow else 6 * HOUR_MS))
@@ -124,17 +130,13 @@ class ModelMeshApi(ModelMeshServicer):
         return await self._run("unregisterModel", context, self._unregister(request.modelId))
 
     async def _unregister(self, model_id: str) -> pb.UnregisterModelResponse:
-        if not model_id:
-            raise MeshError("modelId is required", grpc.StatusCode.INVALID_ARGUMENT)
-        refs = self.transitions.referring(model_id)
-        if refs:
-            raise MeshError(f"model {model_id} is referenced by vmodel(s) {', '.join(sorted(refs))}",
-                            grpc.StatusCode.FAILED_PRECONDITION)
-        await self.models.delete(model_id)
+        _require_model_id(model_id)
+        await self.transitions.unregister(model_id)
         return pb.UnregisterModelResponse()
 
     async def getModelStatus(self, request: pb.GetStatusRequest, context) -> pb.ModelStatusInfo:
         async def get():
+            _require_model_id(request.modelId)
             return self.status_of(request.modelId)
         return await self._run("getModelStatus", context, get())
 
@@ -142,6 +144,7 @@ class ModelMeshApi(ModelMeshServicer):
         return await self._run("ensureLoaded", context, self._ensure_loaded(request))
 
     async def _ensure_loaded(self, r: pb.EnsureLoadedRequest) -> pb.ModelStatusInfo:
+        _require_model_id(r.modelId)
         if self.models.get(r.modelId) is None:
             return pb.ModelStatusInfo(status=pb.ModelStatusInfo.NOT_FOUND)
         await self.coordinator.ensure_loaded_somewhere(r.modelId)
@@ -158,33 +161,39 @@ class ModelMeshApi(ModelMeshServicer):
         if not r.vModelId or not r.targetModelId:
             raise MeshError("vModelId and targetModelId are required", grpc.StatusCode.INVALID_ARGUMENT)
         check_ids(vModelId=r.vModelId, targetModelId=r.targetModelId)
-        owner = self._owner(r.owner)
         vm = self.vmodels.get(r.vModelId)
         if vm is None and r.updateOnly:
             raise MeshError(f"vmodel {r.vModelId} not found", grpc.StatusCode.NOT_FOUND)
-        if vm is not None and vm.owner != owner:
-            raise MeshError(f"vmodel {r.vModelId} exists with a different owner", grpc.StatusCode.ALREADY_EXISTS)
+        if _owner_mismatch(vm, r.owner):
+            raise _other_owner(r.vModelId, vm)
         if r.expectedTargetModelId:
             current = (vm.target_model or vm.active_model) if vm else ""
             if current != r.expectedTargetModelId:
                 raise MeshError(f"vmodel {r.vModelId} target is {current!r}, not {r.expectedTargetModelId!r}",
                                 grpc.StatusCode.FAILED_PRECONDITION)
         target = r.targetModelId
-        existing = self.models.get(target)
-        if existing is None:
-            if not r.modelInfo.type:
-                raise MeshError(f"target model {target} does not exist and no modelInfo was given",
-                                grpc.StatusCode.NOT_FOUND)
-            await self._register(target, r.modelInfo, now_ms() - HOUR_MS, auto_delete=r.autoDeleteTargetModel)
-        elif r.modelInfo.type and not existing.same_info(r.modelInfo.type, r.modelInfo.path, r.modelInfo.key):
-            raise MeshError(f"model {target} already exists with different type, path or key",
-                            grpc.StatusCode.ALREADY_EXISTS)
+        for _ in range(3):  # the target may be unregistered between our steps; bounded
+            existing = self.models.get(target)
+            if existing is None:
+                if not r.modelInfo.type:
+                    raise MeshError(f"target model {target} does not exist and no modelInfo was given",
+                                    grpc.StatusCode.NOT_FOUND)
+                await self._register(target, r.modelInfo, now_ms() - HOUR_MS, auto_delete=r.autoDeleteTargetModel)
+            elif r.modelInfo.type and not existing.same_info(r.modelInfo.type, r.modelInfo.path, r.modelInfo.key):
+                raise MeshError(f"model {target} already exists with different type, path or key",
+                                grpc.StatusCode.ALREADY_EXISTS)
+            # On the model's record before the vmodel's: an unregister now sees the reference.
+            if await self.transitions.add_reference(target, r.vModelId) is not None:
+                break
+            await self.models.wait_for(target, lambda rec: rec is None, timeout_s=5)
+        else:
+            raise MeshError(f"target model {target} was unregistered meanwhile", grpc.StatusCode.NOT_FOUND)
 
         def change(cur: VModelRecord | None) -> VModelRecord | None:
             if cur is None:
-                return VModelRecord(owner=owner, active_model=target)
-            if cur.owner != owner:
-                raise MeshError(f"vmodel {r.vModelId} exists with a different owner", grpc.StatusCode.ALREADY_EXISTS)
+                return VModelRecord(owner=r.owner or self.default_vmodel_owner, active_model=target)
+            if _owner_mismatch(cur, r.owner):
+                raise _other_owner(r.vModelId, cur)
             if target == cur.active_model:
                 return cur.replace(target_model="", failed=False)
             if r.force:
@@ -194,10 +203,10 @@ class ModelMeshApi(ModelMeshServicer):
         before = self.vmodels.get(r.vModelId)
         after = await self.vmodels.update(r.vModelId, change)
         if before is not None and after is not None and before.active_model != after.active_model:
-            await self.transitions.delete_if_orphaned(before.active_model)  # forced switch
+            await self.transitions.release(before.active_model, r.vModelId)  # forced switch
         if before is not None and before.target_model and before.target_model not in (
                 after.target_model, after.active_model):
-            await self.transitions.delete_if_orphaned(before.target_model)  # abandoned target
+            await self.transitions.release(before.target_model, r.vModelId)  # abandoned target
         await self.coordinator.ensure_loaded_somewhere(target)
         await self.transitions.complete(target)
         if r.sync:
@@ -214,19 +223,22 @@ class ModelMeshApi(ModelMeshServicer):
         vm = self.vmodels.get(r.vModelId)
         if vm is None:
             return pb.DeleteVModelResponse()
-        owner = self._owner(r.owner)
-        if owner and vm.owner != owner:
-            raise MeshError(f"vmodel {r.vModelId} belongs to another owner", grpc.StatusCode.FAILED_PRECONDITION)
+        if _owner_mismatch(vm, r.owner):
+            return pb.DeleteVModelResponse()  # another owner's vmodel: a silent no-op, as the reference
         await self.vmodels.delete(r.vModelId)
         for model_id in {vm.active_model, vm.target_model} - {""}:
-            await self.transitions.delete_if_orphaned(model_id)
+            await self.transitions.release(model_id, r.vModelId)
         return pb.DeleteVModelResponse()
 
     async def getVModelStatus(self, request: pb.GetVModelStatusRequest, context) -> pb.VModelStatusInfo:
         async def get():
             vm = self.vmodels.get(request.vModelId)
-            owner = self._owner(request.owner)
-            if vm is not None and owner and vm.owner != owner:
+            if _owner_mismatch(vm, request.owner):
                 return pb.VModelStatusInfo(status=pb.VModelStatusInfo.NOT_FOUND)
             return self.vstatus_of(request.vModelId)
         return await self._run("getVModelStatus", context, get())
+
+
+def _other_owner(vmodel_id: str, vm: VModelRecord) -> MeshError:
+    return MeshError(f'vmodel {vmodel_id} already exists with different owner "{vm.owner}"',
+                     grpc.StatusCode.ALREADY_EXISTS)

@@ -59,5 +59,16 @@ class ClusterView:
         """Some live instance's labels accept the type (shutting-down instances excluded)."""
         return bool(eligible_instances(model_type, self.instances.items(), self.constraints))
 
+    def model_counts(self) -> tuple[int, int, int]:
+        """(registered, loaded on a live instance, with a recent load failure): the cluster gauges."""
+        live, now = self.instances.items(), now_ms()
+        loaded = failing = 0
+        for record in self.models.items().values():
+            if any(i in live for i in record.instance_ids):
+                loaded += 1
+            if record.failed_in and record.live_failures(now, self.failure_expiry_ms):
+                failing += 1
+        return len(self.models), loaded, failing
+
     def status(self, model_id: str) -> pb.ModelStatusInfo:
         return model_status(self.models.get(model_id), self.instances.items(), now_ms(), self.failure_expiry_ms)

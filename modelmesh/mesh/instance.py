@@ -27,10 +27,7 @@ from modelmesh.mesh.api import ModelMeshApi
 from modelmesh.mesh.cache import LocalCache, now_ms
 from modelmesh.mesh.channels import PeerChannels, RawChannel
 from modelmesh.mesh.cluster import MAX_FAILED_INSTANCES, ClusterView
-from modelmesh.mesh.constraints import TypeConstraints
 from modelmesh.mesh.coordinator import LoadCoordinator
-from modelmesh.mesh.dataplane import DataPlaneConfig
-from modelmesh.mesh.gauges import update_instance_gauges
 from modelmesh.mesh.health import RuntimeHealth
 from modelmesh.mesh.janitor import Janitor, JanitorSettings
 from modelmesh.mesh.loader import ModelLoader
@@ -46,7 +43,9 @@ from modelmesh.mesh.server import (bind, build_external_server, build_internal_s
 from modelmesh.mesh.shutdown import hand_off
 from modelmesh.mesh.tables import Table
 from modelmesh.mesh.tasks import TaskOwner
+from modelmesh.mesh.tc_config import TcConfig
 from modelmesh.mesh.transitions import VModelTransitions
+from modelmesh.mesh.v2_server import V2ServerRpcs
 from modelmesh.observability.logging import get_logger
 
 log = get_logger("modelmesh.mesh")
@@ -74,12 +73,13 @@ class MeshInstance:
     def __init__(self, settings: MeshSettings, registry: CollectorRegistry, store: KVStore | None = None) -> None:
         self.settings = settings
         self.id = settings.instance_id
-        self.metrics = MeshMetrics(registry)
+        self.metrics = MeshMetrics(registry, per_model=settings.metrics.per_model_metrics,
+                                   fq_names=settings.metrics.fq_names)
         self.registry = registry
         self._given_store = store
         self.store: KVStore | None = store
-        self.constraints = TypeConstraints.load(settings.type_constraints, settings.type_constraints_path)
-        self.dataplane = DataPlaneConfig.load(settings.dataplane_config, settings.dataplane_config_path)
+        self.tc_config = TcConfig(settings)  # raises SettingsError naming a bad variable
+        self.constraints = self.tc_config.constraints  # updated in place when tc-config changes
         self.tasks = TaskOwner(f"mesh-{self.id}")
         self.ready = False
         self.stopping = False
@@ -130,7 +130,12 @@ class MeshInstance:
         self.services = self._build(prefix, models, vmodels, instances, runtime, serving, peers, status)
         sv = self.services
 
-        external = build_external_server(sv.api, sv.router, s.max_msg_size)
+        requests = self.metrics.requests
+        server_rpcs = V2ServerRpcs(
+            ready=lambda: self.ready and self.runtime_healthy and not self.stopping,
+            observe=lambda method, code, started: requests.api_time(method, code).observe(
+                (time.perf_counter() - started) * 1000))
+        external = build_external_server(sv.api, sv.router, s.max_msg_size, server_rpcs)
         self.grpc_port = bind(external, "0.0.0.0", s.grpc_port, server_credentials(tls))
         internal = build_internal_server(sv.router, s.max_msg_size, sv.coordinator.accept_load_request)
         self.internal_port = bind(internal, "0.0.0.0", s.internal_grpc_port, internal_server_credentials(tls))
@@ -141,6 +146,7 @@ class MeshInstance:
         await external.start()
         self._servers.append(external)
         self.tasks.spawn(sv.janitor.run(), "janitor")
+        self.tasks.spawn(self.tc_config.watch(), "tc-config")
         self.ready = True
         log.info("mesh instance ready", instance=self.id, grpc_port=self.grpc_port, internal_port=self.internal_port,
                  capacity=status.capacityInBytes, prefix=prefix)
@@ -174,7 +180,7 @@ class MeshInstance:
         injection = {("/" + k.lstrip("/")): tuple(v.idInjectionPath) for k, v in status.methodInfos.items()
                      if v.idInjectionPath}
         router = Router(self.id, cache, loader, models, vmodels, instances, serving, peers, RoutingConfig(
-            dataplane=self.dataplane, constraints=self.constraints,
+            dataplane=self.tc_config.dataplane, constraints=self.constraints,
             allow_any_method=status.allowAnyMethod or not status.methodInfos,
             injection_paths=injection, load_failure_expiry_ms=s.load_failure_expiry_ms,
             default_size=default_size, multi_parallelism=s.multi_parallelism), self.metrics)
@@ -182,6 +188,10 @@ class MeshInstance:
         router.max_inflight_per_copy = s.max_inflight_per_copy
         router.limit_model_concurrency = status.limitModelConcurrency
         router.on_overloaded = coordinator.copy_overloaded
+        self.tc_config.on_dataplane_change(router.set_dataplane)
+        # Types a new tc-config accepts may make models placeable that were not.
+        self.tc_config.on_constraints_change(
+            lambda: self.tasks.spawn(coordinator.retry_unplaceable(), "retry-unplaceable"))
         api = ModelMeshApi(models, vmodels, cluster, coordinator, transitions, self.metrics,
                            default_vmodel_owner=s.default_vmodel_owner,
                            load_wait_timeout_s=load_timeout_s * MAX_FAILED_INSTANCES + 30)
@@ -208,9 +218,12 @@ class MeshInstance:
                                      reap_delay_ms=s.reap_delay_ms),
             cache=cache, models=models, instances=instances, cluster=cluster, loader=loader,
             coordinator=coordinator, transitions=transitions, membership=membership, health=health, rates=rates,
-            peers=peers, tasks=self.tasks, update_gauges=lambda: update_instance_gauges(self.metrics, cache, models))
-        update_instance_gauges(self.metrics, cache, models)
-        return _Services(models, cache, cluster, loader, transitions, coordinator, router, api, health, rates, membership, janitor)
+            peers=peers, tasks=self.tasks)
+        # Gauges read the cache and the registry view when scraped: never stale.
+        self.metrics.track_instance(cache)
+        self.metrics.track_cluster(cluster.model_counts)
+        return _Services(models, cache, cluster, loader, transitions, coordinator, router, api, health, rates,
+                         membership, janitor)
 
     # --- leaving ---------------------------------------------------------------------------
 

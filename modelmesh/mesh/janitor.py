@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from modelmesh.kv import Change
@@ -47,7 +46,7 @@ class Janitor:
                  models: Table[ModelRecord], instances: Table[InstanceRecord], cluster: ClusterView,
                  loader: ModelLoader, coordinator: LoadCoordinator, transitions: VModelTransitions,
                  membership: Membership, health: RuntimeHealth, rates: RequestRates, peers: PeerChannels,
-                 tasks: TaskOwner, update_gauges: Callable[[], None]) -> None:
+                 tasks: TaskOwner) -> None:
         self.instance_id = instance_id
         self.settings = settings
         self.cache = cache
@@ -61,7 +60,6 @@ class Janitor:
         self.rates = rates
         self.peers = peers
         self.tasks = tasks
-        self._update_gauges = update_gauges
         self._dead_since: dict[str, int] = {}
         self._departed_endpoints: set[str] = set()
         instances.on_change(self._instances_changed)
@@ -85,7 +83,6 @@ class Janitor:
         await self.health.check()
         self.rates.measure()
         await self.membership.publish()
-        self._update_gauges()
         for model_id in self.rates.hot_models(self.settings.scaleup_rpm_threshold):
             self.coordinator.add_copy(model_id, "hot")
 

@@ -6,13 +6,21 @@ Also keeps the model -> vmodels index, derived from the vmodels view."""
 
 from __future__ import annotations
 
+import grpc
+
 from modelmesh.kv import Change
+from modelmesh.mesh.cache import now_ms
 from modelmesh.mesh.cluster import ClusterView
+from modelmesh.mesh.errors import MeshError
 from modelmesh.mesh.records import ModelRecord, VModelRecord
 from modelmesh.mesh.tables import Table
 from modelmesh.observability.logging import get_logger
 
 log = get_logger("modelmesh.mesh.vmodels")
+
+# How long a reference announced on a model record (ModelRecord.vrefs) counts while the
+# vmodel record it announces is not in our view: far longer than a watch takes to deliver it.
+VREF_GRACE_MS = 60_000
 
 
 class VModelTransitions:
@@ -63,7 +71,7 @@ class VModelTransitions:
             after = await self.vmodels.update(vid, switch)
             if after is not None and previous and previous[0]:
                 log.info("vmodel transitioned", vmodel=vid, active=model_id, previous=previous[0])
-                await self.delete_if_orphaned(previous[0])
+                await self.release(previous[0], vid)
 
     async def complete_stuck(self) -> None:
         """Transitions whose target loaded while no instance was there to see it."""
@@ -77,7 +85,37 @@ class VModelTransitions:
             await self.vmodels.update(vid, lambda vm: vm.replace(failed=True)
                                       if vm is not None and vm.target_model == model_id and not vm.failed else vm)
 
-    async def delete_if_orphaned(self, model_id: str) -> None:
-        record = self.models.get(model_id)
-        if record is not None and record.auto_delete and not self.referring(model_id):
-            await self.models.delete(model_id)
+    # --- references and deletion ------------------------------------------------------------
+
+    async def add_reference(self, model_id: str, vmodel_id: str) -> ModelRecord | None:
+        """Note on the model's record that `vmodel_id` is being pointed at it, before the
+        vmodel record is written. None when the model does not exist (any more)."""
+        return await self.models.update(model_id, lambda r: r and r.referenced_by(vmodel_id, now_ms()))
+
+    def referrers(self, model_id: str, record: ModelRecord) -> set[str]:
+        """Vmodels that refer to the model: those our vmodels view shows, and those a
+        setVModel announced on the record recently whose vmodel record we have not seen
+        yet (it may still be on its way from another instance)."""
+        refs = self.referring(model_id)
+        now = now_ms()
+        for vid, at in record.vrefs.items():
+            if vid not in refs and self.vmodels.get(vid) is None and now - at < VREF_GRACE_MS:
+                refs.add(vid)
+        return refs
+
+    async def unregister(self, model_id: str) -> None:
+        """Delete the model unless a vmodel refers to it (FAILED_PRECONDITION). The delete is
+        a compare-and-delete at the revision checked, so a setVModel on another instance
+        (which writes the record first) cannot point a vmodel at a model being deleted."""
+        blocked = await self.models.delete_if(model_id, lambda r: not self.referrers(model_id, r))
+        if blocked is not None:
+            refs = ", ".join(sorted(self.referrers(model_id, blocked)))
+            raise MeshError(f"model {model_id} is referenced by vmodel(s) {refs}", grpc.StatusCode.FAILED_PRECONDITION)
+
+    async def release(self, model_id: str, vmodel_id: str) -> None:
+        """`vmodel_id` no longer refers to the model: drop its reference from the record, and
+        delete the model if it is auto-deleted and nothing else refers to it."""
+        record = await self.models.update(model_id, lambda r: r and (
+            r.replace(vrefs={k: v for k, v in r.vrefs.items() if k != vmodel_id}) if vmodel_id in r.vrefs else r))
+        if record is not None and record.auto_delete:
+            await self.models.delete_if(model_id, lambda r: r.auto_delete and not self.referrers(model_id, r))

@@ -29,13 +29,16 @@ class TestRuntimeProcess:
     """harness.test_runtime as a process."""
 
     def __init__(self, workdir: Path, name: str, capacity: int, default_size: int = 1_000_000,
-                 load_timeout_ms: int = 10000, loading: int = 4) -> None:
+                 load_timeout_ms: int = 10000, loading: int = 4, allow_any_method: bool = True,
+                 limit_concurrency: bool = False) -> None:
         self.workdir = workdir
         self.name = name
         self.port = free_port()
         self.env = {**os.environ, "TEST_RUNTIME_PORT": str(self.port), "TEST_RUNTIME_NAME": name,
                     "TEST_RUNTIME_CAPACITY": str(capacity), "TEST_RUNTIME_DEFAULT_SIZE": str(default_size),
                     "TEST_RUNTIME_LOAD_TIMEOUT_MS": str(load_timeout_ms), "TEST_RUNTIME_LOADING": str(loading),
+                    "TEST_RUNTIME_ALLOW_ANY_METHOD": "1" if allow_any_method else "0",
+                    "TEST_RUNTIME_LIMIT_CONCURRENCY": "1" if limit_concurrency else "0",
                     "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}"}
         self.proc: ManagedProcess | None = None
 
@@ -77,6 +80,8 @@ class MeshProcess:
             "MM_LEASE_TTL_SECS": "3", "SHUTDOWN_TIMEOUT_MS": "20000", "LOG_LEVEL": "info",
             **(extra_env or {}),
         }
+        # A test's own MM_METRICS (extra options) says `{port}` for the port chosen here.
+        self.env["MM_METRICS"] = self.env["MM_METRICS"].replace("{port}", str(self.metrics_port))
         self.proc: ManagedProcess | None = None
         self.log_path = self.workdir / f"mesh-{self.instance_id}.log"
         # Exit codes of the runs that ended other than by kill() (checked by problems()).

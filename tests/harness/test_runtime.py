@@ -3,13 +3,17 @@
 It stands in for a real model server where the test needs to control what a runtime does
 (load delays, failures, sizes, crashes); tests through real MLServer/Triton cover the real
 thing. Behaviour per model comes from its model key JSON:
-  {"load_ms": 200, "fail": "message", "size": 123456, "infer_ms": 5, "fail_on": ["runtime name", ...]}
+  {"load_ms": 200, "fail": "message", "size": 123456, "infer_ms": 5, "fail_on": ["runtime name", ...],
+   "max_concurrency": 2}
+(size 0: loadModel reports no size, so the mesh asks modelSize)
 ModelInfer answers with the model name it was addressed to, the mm-model-id header it saw,
 this runtime's name (env TEST_RUNTIME_NAME) and its inputs echoed as raw outputs.
 
 Run: python -m harness.test_runtime  (env TEST_RUNTIME_PORT, TEST_RUNTIME_CAPACITY,
 TEST_RUNTIME_NAME, TEST_RUNTIME_DEFAULT_SIZE, TEST_RUNTIME_LOAD_TIMEOUT_MS, TEST_RUNTIME_LOADING;
-TEST_RUNTIME_SOCKET listens on a unix socket instead)
+TEST_RUNTIME_SOCKET listens on a unix socket instead; TEST_RUNTIME_ALLOW_ANY_METHOD=0 reports
+allowAnyMethod false with methodInfos for ModelInfer and ModelMetadata, as the built-in adapters do;
+TEST_RUNTIME_LIMIT_CONCURRENCY=1 reports limitModelConcurrency)
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class State:
         self.default_size = int(os.environ.get("TEST_RUNTIME_DEFAULT_SIZE", "1000000"))
         self.load_timeout_ms = int(os.environ.get("TEST_RUNTIME_LOAD_TIMEOUT_MS", "10000"))
         self.loading = int(os.environ.get("TEST_RUNTIME_LOADING", "4"))
+        self.allow_any_method = os.environ.get("TEST_RUNTIME_ALLOW_ANY_METHOD", "1") != "0"
+        self.limit_concurrency = os.environ.get("TEST_RUNTIME_LIMIT_CONCURRENCY", "0") == "1"
         self.loaded: dict[str, dict] = {}
         self.peak_bytes = 0
         self.loads = 0
@@ -51,9 +57,9 @@ class Runtime(ModelRuntimeServicer):
             status=rt.RuntimeStatusResponse.READY, capacityInBytes=self.s.capacity,
             maxLoadingConcurrency=self.s.loading, modelLoadingTimeoutMs=self.s.load_timeout_ms,
             defaultModelSizeInBytes=self.s.default_size, runtimeVersion="test-1",
-            methodInfos={"inference.GRPCInferenceService/ModelInfer": rt.RuntimeStatusResponse.MethodInfo(
-                idInjectionPath=[1])},
-            allowAnyMethod=True)
+            methodInfos={f"inference.GRPCInferenceService/{m}": rt.RuntimeStatusResponse.MethodInfo(
+                idInjectionPath=[1]) for m in ("ModelInfer", "ModelMetadata")},
+            allowAnyMethod=self.s.allow_any_method, limitModelConcurrency=self.s.limit_concurrency)
 
     async def loadModel(self, request, context):
         spec = json.loads(request.modelKey or "{}")
@@ -65,10 +71,10 @@ class Runtime(ModelRuntimeServicer):
         if self.s.name in spec.get("fail_on", ()):  # fails on the runtimes named, loads elsewhere
             await context.abort(grpc.StatusCode.INTERNAL, f"load failed on {self.s.name}")
         size = int(spec.get("size", self.s.default_size))
-        self.s.loaded[request.modelId] = {"size": size, "spec": spec}
+        self.s.loaded[request.modelId] = {"size": size or self.s.default_size, "spec": spec}
         self.s.loads += 1
         self.s.peak_bytes = max(self.s.peak_bytes, sum(m["size"] for m in self.s.loaded.values()))
-        return rt.LoadModelResponse(sizeInBytes=size)
+        return rt.LoadModelResponse(sizeInBytes=size, maxConcurrency=int(spec.get("max_concurrency", 0)))
 
     async def unloadModel(self, request, context):
         self.s.loaded.pop(request.modelId, None)
@@ -107,6 +113,16 @@ class Inference(GRPCInferenceServiceServicer):
 
     async def ServerReady(self, request, context):
         return v2.ServerReadyResponse(ready=True)
+
+    async def ModelReady(self, request, context):
+        if request.name not in self.s.loaded:  # as MLServer / Triton say it
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"Model {request.name} not found")
+        return v2.ModelReadyResponse(ready=True)
+
+    async def ModelMetadata(self, request, context):
+        if request.name not in self.s.loaded:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"Model {request.name} not found")
+        return v2.ModelMetadataResponse(name=request.name, platform=self.s.name)
 
 
 async def main() -> None:
