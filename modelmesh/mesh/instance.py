@@ -29,6 +29,7 @@ from modelmesh.mesh.runtime_client import RuntimeClient, runtime_target
 from modelmesh.mesh.server import bind, build_external_server, build_internal_server, server_credentials
 from modelmesh.mesh.tables import Table
 from modelmesh.mesh.transitions import VModelTransitions
+from modelmesh.mesh.v2_server import V2ServerRpcs
 from modelmesh.observability.logging import get_logger
 from modelmesh.protos import model_mesh_pb2 as pb
 
@@ -115,7 +116,8 @@ class MeshInstance:
         self.models.on_change(self._registry_changed)
         self.instances.on_change(self._instances_changed)
 
-        external = build_external_server(self.api, self.router, s.max_msg_size)
+        server_rpcs = V2ServerRpcs(ready=lambda: self.ready and self.runtime_healthy and not self.shutting_down)
+        external = build_external_server(self.api, self.router, s.max_msg_size, server_rpcs)
         creds = server_credentials(s.tls_key_cert_path, s.tls_private_key_path, s.tls_client_auth,
                                    s.tls_trust_cert_path)
         self.grpc_port = bind(external, "0.0.0.0", s.grpc_port, creds)

@@ -27,6 +27,7 @@ from modelmesh.mesh.placement import choose_instance
 from modelmesh.mesh.protowire import WireError, extract_string, inject_string
 from modelmesh.mesh.records import InstanceRecord, ModelRecord, VModelRecord
 from modelmesh.mesh.tables import Table
+from modelmesh.mesh.v2_server import MODEL_NAME_PATHS
 from modelmesh.observability.logging import get_logger
 
 log = get_logger("modelmesh.mesh.router")
@@ -82,6 +83,8 @@ class Router:
         self.serving = serving
         self.peers = peers
         self.config = config
+        # V2 model-level RPCs get the concrete id in their name field unless the runtime says otherwise.
+        self._injection_paths = {**MODEL_NAME_PATHS, **config.injection_paths}
         self.metrics = metrics
         self._peer_inflight: dict[str, int] = {}
         self.requests_by_model: dict[str, int] = {}  # read and reset by the janitor (rpm)
@@ -149,7 +152,7 @@ class Router:
         finally:
             self._children(method, code)[0].observe((time.perf_counter() - started) * 1000)
 
-    async def _invoke_with_payloads(self, requested: tuple[str, bool], model_id: str, method: str, data: bytes,
+    async def _invoke_with_payloads(self, requested: tuple[str, bool | None], model_id: str, method: str, data: bytes,
                                     metadata: list, timeout: float | None) -> bytes:
         """`_invoke`, with copies of the request and the response handed to the processors."""
         payloads = self.payloads
@@ -186,12 +189,14 @@ class Router:
         dp = self.config.dataplane
         if not dp.allows(method):
             return f"method {method} is not enabled in the data-plane config"
-        if not self.config.allow_any_method and method not in self.config.injection_paths \
+        if not self.config.allow_any_method and method not in self._injection_paths \
                 and dp.for_method(method) is None:
             return f"method {method} is not supported by the runtime"
         return None
 
-    def _model_ids(self, method: str, data: bytes, metadata: Sequence[tuple[str, str | bytes]]) -> list[tuple[str, bool]]:
+    def _model_ids(self, method: str, data: bytes,
+                   metadata: Sequence[tuple[str, str | bytes]]) -> list[tuple[str, bool | None]]:
+        """(id, is_vmodel) pairs; is_vmodel None: a vmodel of that name if there is one, else a model."""
         rpc = self.config.dataplane.for_method(method)
         if rpc is not None and rpc.id_extraction_path:
             try:
@@ -200,18 +205,29 @@ class Router:
                 raise InvalidRequest(f"could not read the model id from the request: {e}") from None
             if extracted:  # an id in the body wins over the headers; empty falls back to them
                 return [(extracted, rpc.vmodel_id)]
-        ids: list[tuple[str, bool]] = []
+        ids: list[tuple[str, bool | None]] = []
         for key, value in metadata:
             if key in (MODEL_ID, VMODEL_ID, MODEL_ID + "-bin", VMODEL_ID + "-bin"):
                 text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
                 if text:
                     ids.append((text, key.startswith(VMODEL_ID)))
+        if not ids and rpc is None and method in MODEL_NAME_PATHS:
+            # ModelReady / ModelMetadata from a plain V2 client: the name field says which model.
+            try:
+                name = extract_string(data, MODEL_NAME_PATHS[method])
+            except WireError as e:
+                raise InvalidRequest(f"could not read the model name from the request: {e}") from None
+            if name:
+                return [(name, None)]
         if not ids:
             raise InvalidRequest("no model id: set the mm-model-id or mm-vmodel-id header"
                                  + (" or the request's model name field" if rpc is not None else ""))
         return ids
 
-    async def _resolve(self, model_or_vmodel: str, is_vmodel: bool) -> str:
+    async def _resolve(self, model_or_vmodel: str, is_vmodel: bool | None) -> str:
+        if is_vmodel is None:
+            vm = self.vmodels.get(model_or_vmodel)
+            return vm.active_model if vm is not None and vm.active_model else model_or_vmodel
         if not is_vmodel:
             return model_or_vmodel
         vm = self.vmodels.get(model_or_vmodel) or await self.vmodels.fetch(model_or_vmodel)
@@ -317,7 +333,7 @@ class Router:
 
     async def _call_local(self, copy: LocalCopy, record: ModelRecord, method: str, data: bytes, metadata: list,
                           timeout: float | None, retried: bool = False) -> bytes:
-        path = self.config.injection_paths.get(method)
+        path = self._injection_paths.get(method)
         payload = inject_string(data, path, copy.model_id) if path else data
         copy.inflight += 1
         self.cache.touch(copy)
@@ -367,12 +383,12 @@ class Router:
         finally:
             self._peer_inflight[peer_id] -= 1
 
-    async def _invoke_many(self, ids: list[tuple[str, bool]], method: str, data: bytes, metadata: list,
+    async def _invoke_many(self, ids: list[tuple[str, bool | None]], method: str, data: bytes, metadata: list,
                            timeout: float | None, internal: bool) -> bytes:
         """Send one request to several models; concatenated raw responses parse as a merge."""
         sem = asyncio.Semaphore(self.config.multi_parallelism)
 
-        async def one(model_or_vmodel: str, is_vmodel: bool) -> bytes | None:
+        async def one(model_or_vmodel: str, is_vmodel: bool | None) -> bytes | None:
             try:
                 model_id = await self._resolve(model_or_vmodel, is_vmodel)
                 async with sem:

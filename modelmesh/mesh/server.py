@@ -11,6 +11,7 @@ import grpc
 
 from modelmesh.mesh.api import ModelMeshApi
 from modelmesh.mesh.router import Router
+from modelmesh.mesh.v2_server import V2ServerRpcs
 from modelmesh.protos import model_mesh_pb2 as pb
 from modelmesh.protos.model_mesh_pb2_grpc import add_ModelMeshServicer_to_server
 
@@ -21,8 +22,10 @@ class _RawInference(grpc.GenericRpcHandler):
     """Any method not registered otherwise: unary, bytes in and out."""
 
     def __init__(self, router: Router, internal: bool,
-                 internal_ensure_loaded: Callable[[pb.EnsureLoadedRequest], Awaitable[pb.ModelStatusInfo]] | None):
+                 internal_ensure_loaded: Callable[[pb.EnsureLoadedRequest], Awaitable[pb.ModelStatusInfo]] | None,
+                 server_rpcs: V2ServerRpcs | None = None):
         self._router = router
+        self._server_rpcs = server_rpcs
         self._internal = internal
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
         self._ensure_loaded = internal_ensure_loaded
@@ -31,7 +34,10 @@ class _RawInference(grpc.GenericRpcHandler):
         method = details.method
         handler = self._handlers.get(method)
         if handler is None:
-            if self._internal and method == ENSURE_LOADED and self._ensure_loaded is not None:
+            answered_here = self._server_rpcs.handler(method) if self._server_rpcs is not None else None
+            if answered_here is not None:
+                handler = answered_here
+            elif self._internal and method == ENSURE_LOADED and self._ensure_loaded is not None:
                 ensure = self._ensure_loaded
 
                 async def ensure_loaded(request: pb.EnsureLoadedRequest, context) -> pb.ModelStatusInfo:
@@ -74,10 +80,12 @@ def server_credentials(cert_path: str, key_path: str, client_auth: str, trust_pa
         require_client_auth=mode == "require")
 
 
-def build_external_server(api: ModelMeshApi, router: Router, max_msg_size: int) -> grpc.aio.Server:
+def build_external_server(api: ModelMeshApi, router: Router, max_msg_size: int,
+                          server_rpcs: V2ServerRpcs | None = None) -> grpc.aio.Server:
     server = grpc.aio.server(options=_server_options(max_msg_size))
     add_ModelMeshServicer_to_server(api, server)
-    server.add_generic_rpc_handlers((_RawInference(router, internal=False, internal_ensure_loaded=None),))
+    server.add_generic_rpc_handlers((_RawInference(router, internal=False, internal_ensure_loaded=None,
+                                                   server_rpcs=server_rpcs),))
     return server
 
 

@@ -29,13 +29,14 @@ class TestRuntimeProcess:
     """harness.test_runtime as a process."""
 
     def __init__(self, workdir: Path, name: str, capacity: int, default_size: int = 1_000_000,
-                 load_timeout_ms: int = 10000, loading: int = 4) -> None:
+                 load_timeout_ms: int = 10000, loading: int = 4, allow_any_method: bool = True) -> None:
         self.workdir = workdir
         self.name = name
         self.port = free_port()
         self.env = {**os.environ, "TEST_RUNTIME_PORT": str(self.port), "TEST_RUNTIME_NAME": name,
                     "TEST_RUNTIME_CAPACITY": str(capacity), "TEST_RUNTIME_DEFAULT_SIZE": str(default_size),
                     "TEST_RUNTIME_LOAD_TIMEOUT_MS": str(load_timeout_ms), "TEST_RUNTIME_LOADING": str(loading),
+                    "TEST_RUNTIME_ALLOW_ANY_METHOD": "1" if allow_any_method else "0",
                     "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}"}
         self.proc: ManagedProcess | None = None
 

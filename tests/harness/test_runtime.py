@@ -9,7 +9,8 @@ this runtime's name (env TEST_RUNTIME_NAME) and its inputs echoed as raw outputs
 
 Run: python -m harness.test_runtime  (env TEST_RUNTIME_PORT, TEST_RUNTIME_CAPACITY,
 TEST_RUNTIME_NAME, TEST_RUNTIME_DEFAULT_SIZE, TEST_RUNTIME_LOAD_TIMEOUT_MS, TEST_RUNTIME_LOADING;
-TEST_RUNTIME_SOCKET listens on a unix socket instead)
+TEST_RUNTIME_SOCKET listens on a unix socket instead; TEST_RUNTIME_ALLOW_ANY_METHOD=0 reports
+allowAnyMethod false with methodInfos for ModelInfer and ModelMetadata, as the built-in adapters do)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class State:
         self.default_size = int(os.environ.get("TEST_RUNTIME_DEFAULT_SIZE", "1000000"))
         self.load_timeout_ms = int(os.environ.get("TEST_RUNTIME_LOAD_TIMEOUT_MS", "10000"))
         self.loading = int(os.environ.get("TEST_RUNTIME_LOADING", "4"))
+        self.allow_any_method = os.environ.get("TEST_RUNTIME_ALLOW_ANY_METHOD", "1") != "0"
         self.loaded: dict[str, dict] = {}
         self.peak_bytes = 0
         self.loads = 0
@@ -49,9 +51,9 @@ class Runtime(ModelRuntimeServicer):
             status=rt.RuntimeStatusResponse.READY, capacityInBytes=self.s.capacity,
             maxLoadingConcurrency=self.s.loading, modelLoadingTimeoutMs=self.s.load_timeout_ms,
             defaultModelSizeInBytes=self.s.default_size, runtimeVersion="test-1",
-            methodInfos={"inference.GRPCInferenceService/ModelInfer": rt.RuntimeStatusResponse.MethodInfo(
-                idInjectionPath=[1])},
-            allowAnyMethod=True)
+            methodInfos={f"inference.GRPCInferenceService/{m}": rt.RuntimeStatusResponse.MethodInfo(
+                idInjectionPath=[1]) for m in ("ModelInfer", "ModelMetadata")},
+            allowAnyMethod=self.s.allow_any_method)
 
     async def loadModel(self, request, context):
         spec = json.loads(request.modelKey or "{}")
@@ -101,6 +103,11 @@ class Inference(GRPCInferenceServiceServicer):
 
     async def ServerReady(self, request, context):
         return v2.ServerReadyResponse(ready=True)
+
+    async def ModelReady(self, request, context):
+        if request.name not in self.s.loaded:  # as MLServer / Triton say it
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"Model {request.name} not found")
+        return v2.ModelReadyResponse(ready=True)
 
 
 async def main() -> None:

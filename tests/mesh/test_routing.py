@@ -42,7 +42,8 @@ async def test_vmodel_id_extracted_from_the_request_body(etcd, nodes, client_for
     assert "model id" in e.value.details()
     # Methods outside rpcConfigs are refused when allowOtherRpcs is false.
     with pytest.raises(grpc.aio.AioRpcError) as e:
-        await c.v2.ServerReady(v2.ServerReadyRequest(), metadata=[("mm-model-id", "isvc-a__isvc-1234")], timeout=10)
+        await c.v2.ModelMetadata(v2.ModelMetadataRequest(), metadata=[("mm-model-id", "isvc-a__isvc-1234")],
+                                 timeout=10)
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
