@@ -22,6 +22,11 @@ from modelmesh.kv import KVStore
 from modelmesh.mesh.instance import MeshInstance
 
 MEM_BUFFER_BYTES = 128 * 1024 * 1024
+# Plain V2 clients name the model in the request (local.md): that name is the vmodel; other
+# methods pass as on a cluster. MM_DATAPLANE_CONFIG replaces it.
+V2_BY_NAME = json.dumps({"rpcConfigs": {
+    "inference.GRPCInferenceService/ModelInfer": {"idExtractionPath": [1], "vModelId": True},
+}, "allowOtherRpcs": True}, separators=(",", ":"))
 START_TIMEOUT_S = 180.0
 
 
@@ -91,7 +96,7 @@ class RuntimeInstance:
             runtime_grpc_port=adapter_port, runtime_grpc_socket="", serving_grpc_port=server_grpc_port,
             serving_grpc_socket="", pod_ip="127.0.0.1", instance_id=self.plan.id,
             labels=tuple(self.plan.runtime.labels()), type_constraints=self.plan.type_constraints,
-            type_constraints_path="", kv_store="",
+            type_constraints_path="", kv_store="", dataplane_config=base.dataplane_config or V2_BY_NAME,
         )
 
     async def start_runtime(self) -> None:

@@ -81,6 +81,9 @@ class Registrar:
         self.rejected: dict[str, ModelStatus] = {}  # name -> status, for the spec the mesh refused
         self.pending: set[str] = set()  # declared names not yet registered (mesh unreachable)
         self.statuses: dict[str, ModelStatus] = {}
+        # After a restart the registered models are in the store but not loaded: the first
+        # pass registers them again with loadNow, so they are loaded before they are asked for.
+        self._first_pass = True
 
     # --- manifest ------------------------------------------------------------------------
 
@@ -117,7 +120,8 @@ class Registrar:
         changes: list[str] = []
         for name, m in sorted(self.desired.items()):
             current = self.registered.get(name)
-            if current is not None and current.model_id == m.model_id and name not in self.rejected:
+            unchanged = current is not None and current.model_id == m.model_id and name not in self.rejected
+            if unchanged and not self._first_pass:
                 continue
             if self.catalog.unsatisfiable(m.label) is not None:
                 continue  # status says why (no runtime); nothing to register
@@ -137,8 +141,9 @@ class Registrar:
                 changes.append(f"model {name}: rejected by the mesh: {e}")
                 continue
             self.rejected.pop(name, None)
-            verb = "registered" if current is None else "updated"
-            changes.append(f"model {name}: {verb} ({m.spec.model_type}, {_where(m)})")
+            if not unchanged:
+                verb = "registered" if current is None else "updated"
+                changes.append(f"model {name}: {verb} ({m.spec.model_type}, {_where(m)})")
             self.registered[name] = Registered(m.model_id, m.spec.owner, m.label, _kind(m), m.file)
         for name, entry in sorted(self.registered.items()):
             if name in self.desired or name in self.invalid:
@@ -159,6 +164,7 @@ class Registrar:
             self.statuses.pop(name, None)
             changes.append(f"model {name}: removed")
         self._save()
+        self._first_pass = self._first_pass and bool(self.pending)
         return changes
 
     async def refresh(self) -> None:

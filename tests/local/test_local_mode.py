@@ -1,0 +1,222 @@
+"""`modelmesh local` end to end: real processes (this binary, MLServer, the adapter), free
+ports, temp config and state dirs (local.md)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from harness import tools
+from harness.local_mode import LocalMode, http, iris_expected, isvc_yaml, pid_alive
+from harness.models import iris_classes, sklearn_iris
+from harness.process import wait_until
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Two sklearn iris models (different files, same predictions) trained with MLServer's Python."""
+    root = tmp_path_factory.mktemp("model-files")
+    python = tools.mlserver_venv() / "bin" / "python"
+    return {name: sklearn_iris(root / name, python, name) for name in ("iris-a", "iris-b")}
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory, models):
+    work = tmp_path_factory.mktemp("local")
+    config = work / "config"
+    config.mkdir()
+    # One relative path (to the config dir), one file:// URI.
+    shutil.copytree(models["iris-a"], config / "models" / "iris")
+    (config / "iris.yaml").write_text(isvc_yaml("iris", "models/iris"))
+    (config / "iris-abs.yaml").write_text(isvc_yaml("iris-abs", f"file://{models['iris-b']}"))
+    mode = LocalMode(work, config, work / "state").start()
+    yield mode
+    mode.stop()
+
+
+def test_serves_v2_over_rest_and_grpc(local):
+    for name in ("iris", "iris-abs"):
+        local.wait_model(name)
+        status, body = local.infer_rest(name)
+        assert status == 200, body
+        assert body["outputs"][0]["data"] == iris_expected()
+        assert iris_classes(local.infer_grpc(name)) == iris_expected()
+    # The model name field alone routes too (no mm-vmodel-id header).
+    assert iris_classes(local.infer_grpc("iris", by_header=False)) == iris_expected()
+
+
+def test_health_and_metadata_endpoints(local):
+    assert http("GET", f"{local.rest}/v2/health/ready") == (200, {"ready": True})
+    assert http("GET", f"{local.rest}/v2/health/live") == (200, {"live": True})
+    status, meta = http("GET", f"{local.rest}/v2")
+    assert status == 200 and meta["name"]
+    local.wait_model("iris")
+    assert http("GET", f"{local.rest}/v2/models/iris/ready") == (200, {"name": "iris", "ready": True})
+    status, _ = http("GET", f"{local.rest}/v2/models/no-such-model/ready")
+    assert status == 404
+
+
+def test_metrics_endpoint_has_mode_and_mesh_metrics(local):
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{local.metrics_port}/metrics", timeout=10) as resp:
+        families = {f.name: f for f in text_string_to_metric_families(resp.read().decode())}
+    assert any(s.labels.get("mode") == "local" for s in families["modelmesh_build_info"].samples)
+    mesh_samples = [s for f in families.values() for s in f.samples if s.labels.get("mm_instance")]
+    assert {s.labels["mm_instance"] for s in mesh_samples} == {"mlserver-1.x-0"}
+
+
+def test_config_dir_add_change_path_remove(local, models):
+    path = local.config_dir / "added.yaml"
+    path.write_text(isvc_yaml("added", str(models["iris-a"])))
+    first = local.wait_model("added")
+    assert local.infer_rest("added")[1]["outputs"][0]["data"] == iris_expected()
+    old_id = local.infer_grpc("added").model_name
+
+    # Change the path: the vmodel transitions to a new concrete model, served throughout.
+    path.write_text(isvc_yaml("added", f"file://{models['iris-b']}"))
+    wait_until(lambda: local.infer_grpc("added").model_name != old_id, 120, "transition to the new path")
+    after = local.wait_model("added")
+    assert after["transitionStatus"] == "UpToDate" and after["available"]
+    assert iris_classes(local.infer_grpc("added")) == iris_expected()
+    assert first["file"] == after["file"] == str(path)
+
+    path.unlink()
+    wait_until(lambda: local.model_status("added") is None, 60, "model removed from status")
+    with pytest.raises(grpc.RpcError) as err:
+        local.infer_grpc("added")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert local.infer_rest("iris")[0] == 200  # the others are untouched
+
+
+def test_invalid_documents_are_per_file_errors(local):
+    (local.config_dir / "broken.yaml").write_text("kind: [unclosed\n")
+    (local.config_dir / "nostorage.yaml").write_text(
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {name: nostorage}\n"
+        "spec: {predictor: {model: {modelFormat: {name: sklearn}}}}\n")
+    try:
+        wait_until(lambda: str(local.config_dir / "broken.yaml") in local.status()["file_errors"], 30,
+                   "file error in status")
+        assert "invalid YAML" in local.status()["file_errors"][str(local.config_dir / "broken.yaml")][0]
+        wait_until(lambda: local.model_status("nostorage") is not None, 30, "invalid model in status")
+        bad = local.model_status("nostorage")
+        assert bad["activeModelState"] == "FailedToLoad" and bad["transitionStatus"] == "InvalidSpec"
+        assert bad["lastFailureInfo"]["reason"] == "ModelLoadFailed"
+        assert bad["lastFailureInfo"]["message"] == "Predictor Storage field missing"
+        assert local.ready() and local.infer_rest("iris")[0] == 200
+        out = local.run_cli("local", "status", "--state-dir", str(local.state_dir))
+        assert out.returncode == 0, out.stderr
+        assert "broken.yaml: invalid YAML" in out.stdout and "Predictor Storage field missing" in out.stdout
+    finally:
+        (local.config_dir / "broken.yaml").unlink()
+        (local.config_dir / "nostorage.yaml").unlink()
+    wait_until(lambda: not local.status()["file_errors"] and local.model_status("nostorage") is None, 30,
+               "errors cleared")
+
+
+def test_status_command_shows_models_and_runtimes(local):
+    local.wait_model("iris")
+    out = local.run_cli("local", "status", "--state-dir", str(local.state_dir))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("modelmesh local: ready")
+    iris = next(line.split() for line in lines if line.startswith("iris "))
+    assert iris[1:6] == ["InferenceService", "True", "Loaded", "-", "UpToDate"]
+    runtime = next(line.split() for line in lines if line.startswith("mlserver-1.x "))
+    assert runtime[1:4] == ["mlserver-1.x-0", "running", "ready"]
+
+
+def test_killed_model_server_is_restarted_and_serves_again(local):
+    local.wait_model("iris")
+    before = local.status()["runtimes"][0]
+    server_pid = before["pids"][0]
+    os.kill(server_pid, signal.SIGKILL)
+    wait_until(lambda: local.status()["runtimes"][0]["restarts"] == before["restarts"] + 1
+               and local.status()["runtimes"][0]["state"] == "running", 120, "model server restarted")
+    assert server_pid not in local.child_pids()
+    assert "restarted" in local.output()
+
+    def serves() -> bool:
+        return local.infer_rest("iris")[0] == 200
+
+    wait_until(serves, 120, "inference after the restart", interval=0.5)
+    assert local.infer_rest("iris")[1]["outputs"][0]["data"] == iris_expected()
+    wait_until(local.ready, 60, "ready again")
+
+
+def test_restart_serves_same_models_and_sigterm_leaves_no_child(tmp_path, models):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "kept.yaml").write_text(isvc_yaml("kept", f"file://{models['iris-a']}"))
+    mode = LocalMode(tmp_path, config, tmp_path / "state")
+    try:
+        mode.start()
+        mode.wait_model("kept")
+        assert mode.infer_rest("kept")[0] == 200
+        children = mode.child_pids()
+        assert len(children) == 2 and all(pid_alive(p) for p in children)
+        assert mode.terminate() == 0
+        assert not [p for p in children if pid_alive(p)], "children outlived modelmesh local"
+        assert "stopped" in mode.output()
+
+        # Same state dir, an empty config dir: the model is served without being declared again.
+        mode.config_dir = tmp_path / "empty"
+        mode.config_dir.mkdir()
+        mode.args[mode.args.index("--config-dir") + 1] = str(mode.config_dir)
+        mode.start()
+        status, body = mode.infer_rest("kept")
+        assert status == 200, body
+        assert body["outputs"][0]["data"] == iris_expected()
+        kept = mode.wait_model("kept")
+        assert kept["declared"] is False and kept["available"]
+        assert mode.terminate() == 0
+    finally:
+        mode.stop()
+
+
+def test_removed_while_down_is_removed_on_restart(tmp_path, models):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "gone.yaml").write_text(isvc_yaml("gone", f"file://{models['iris-a']}"))
+    (config / "stays.yaml").write_text(isvc_yaml("stays", f"file://{models['iris-b']}"))
+    mode = LocalMode(tmp_path, config, tmp_path / "state")
+    try:
+        mode.start()
+        mode.wait_model("gone")
+        assert mode.terminate() == 0
+        (config / "gone.yaml").unlink()
+        mode.start()
+        mode.wait_model("stays")
+        assert mode.model_status("gone") is None
+        assert mode.infer_rest("gone")[0] == 404
+    finally:
+        mode.stop()
+
+
+def test_port_in_use_is_one_line_exit_2(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        mode = LocalMode(tmp_path, tmp_path / "config", tmp_path / "state")
+        result = mode.run_cli(*[a if a != str(mode.rest_port) else str(port) for a in mode.args])
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"modelmesh local: port {port} (--rest-port) on 127.0.0.1 is in use; " \
+                                    "pick another with --rest-port"
+
+
+def test_runtime_that_cannot_start_is_one_line_exit_1(tmp_path):
+    mode = LocalMode(tmp_path, tmp_path / "config", tmp_path / "state",
+                     env={"MODELMESH_CACHE": str(tmp_path / "no-cache")})
+    result = mode.run_cli(*mode.args)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("modelmesh local: runtime mlserver-1.x cannot start: MLServer")
