@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 .PHONY: help deps test quickstart protos perf clean
 
 help:
-	@echo "make quickstart   run modelmesh locally (installs what it needs)"
+	@echo "make quickstart   run modelmesh local with example models (installs what it needs; ARGS=... passes flags)"
 	@echo "make test         install everything (apt, venvs, cached builds) and run the test suite"
 	@echo "make protos       regenerate the Python gRPC stubs from protos/"
 	@echo "make perf         run the benchmarks (prints figures; see perf/README.md)"
@@ -19,9 +19,9 @@ deps:
 test: deps
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
-quickstart: deps
-	@echo "modelmesh local (the all-in-one quickstart) is not yet available in this build."
-	@echo "Meanwhile: $(VENV)/bin/modelmesh --help"
+# Installs only what `modelmesh local` needs (not the test components), then runs it.
+quickstart:
+	@bash scripts/quickstart.sh $(ARGS)
 
 protos:
 	@[ -x $(PY) ] || bash scripts/bootstrap.sh

@@ -261,7 +261,7 @@ class LocalApp:
                  f"  REST (KServe V2):                   {ep['rest']}",
                  f"  metrics:                            {ep['metrics']}",
                  f"  models: {names}",
-                 f"  status: modelmesh local status --state-dir {self.state_dir}"]
+                 f"  status: {modelmesh_command()} local status --state-dir {self.state_dir}"]
         if served:
             lines += ["  try it (the inputs are the 4 features of the iris examples; change them for your model):",
                       *(f"    {line}" for line in try_commands(self._example(served), ep, self.settings))]
@@ -313,6 +313,12 @@ class LocalApp:
 
 
 IRIS_ROW = [6.8, 2.8, 4.8, 1.4]
+
+
+def modelmesh_command() -> str:
+    """How to run this binary again: the venv's entry point when there is one."""
+    entry = Path(sys.executable).parent / "modelmesh"
+    return str(entry) if entry.exists() else f"{sys.executable} -m modelmesh.cli"
 
 
 def try_commands(name: str, ep: dict[str, str], settings: LocalSettings) -> list[str]:
