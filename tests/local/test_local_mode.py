@@ -3,6 +3,7 @@ ports, temp config and state dirs (local.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -10,12 +11,11 @@ import socket
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from harness import tools
 from harness.local_mode import LocalMode, http, iris_expected, isvc_yaml, pid_alive
 from harness.models import iris_classes, sklearn_iris
 from harness.process import wait_until
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -197,6 +197,11 @@ def test_removed_while_down_is_removed_on_restart(tmp_path, models):
         mode.wait_model("stays")
         assert mode.model_status("gone") is None
         assert mode.infer_rest("gone")[0] == 404
+        # Killed outright (no chance to stop them), its children still do not outlive it.
+        children = mode.child_pids()
+        mode.proc.proc.send_signal(signal.SIGKILL)
+        mode.proc.proc.wait(10)
+        wait_until(lambda: not [p for p in children if pid_alive(p)], 30, "children killed with their parent")
     finally:
         mode.stop()
 
@@ -220,3 +225,58 @@ def test_runtime_that_cannot_start_is_one_line_exit_1(tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("modelmesh local: runtime mlserver-1.x cannot start: MLServer")
+
+
+async def test_two_instances_on_etcd_share_one_front_door(tmp_path, models, etcd):
+    from modelmesh.kv import open_store
+
+    config = tmp_path / "config"
+    config.mkdir()
+    for name, model in models.items():
+        (config / f"{name}.yaml").write_text(isvc_yaml(name, f"file://{model}"))
+    mode = LocalMode(tmp_path, config, tmp_path / "state",
+                     extra_args=["--instances", "2", "--kv-store", f"etcd:{etcd.endpoint}"])
+    try:
+        await asyncio.to_thread(mode.start)
+        runtimes = mode.status()["runtimes"]
+        assert [r["instance"] for r in runtimes] == ["mlserver-1.x-0", "mlserver-1.x-1"]
+        for name in models:
+            await asyncio.to_thread(mode.wait_model, name)
+            status, body = await asyncio.to_thread(mode.infer_rest, name)
+            assert status == 200 and body["outputs"][0]["data"] == iris_expected()
+        # The coordination state is in etcd: both instances and both vmodels.
+        store = await open_store(f"etcd:{etcd.endpoint}", None)
+        try:
+            kvs, _ = await store.get_prefix("")
+        finally:
+            await store.close()
+        keys = [kv.key for kv in kvs]
+        assert sum("/instances/mlserver-1.x-" in k for k in keys) == 2, keys
+        assert sum(k.endswith(("/vmodels/iris-a", "/vmodels/iris-b")) for k in keys) == 2, keys
+        assert not (tmp_path / "state" / "kv").exists()
+    finally:
+        await asyncio.to_thread(mode.stop)
+
+
+@pytest.mark.slow
+def test_mlserver_and_triton_behind_one_front_door(tmp_path, models):
+    from harness.models import triton_python_doubler
+
+    config = tmp_path / "config"
+    config.mkdir()
+    triton_python_doubler(config / "models", "doubler")
+    (config / "doubler.yaml").write_text(isvc_yaml("doubler", "models/doubler", "python"))
+    (config / "iris.yaml").write_text(isvc_yaml("iris", f"file://{models['iris-a']}"))
+    tools.triton_env()  # fails with the install command when Triton is missing
+    mode = LocalMode(tmp_path, config, tmp_path / "state")
+    mode.args[mode.args.index("--runtimes") + 1] = "mlserver,triton"
+    try:
+        mode.start()
+        assert [r["instance"] for r in mode.status()["runtimes"]] == ["mlserver-1.x-0", "triton-2.x-0"]
+        status, body = http("POST", f"{mode.rest}/v2/models/doubler/infer",
+                            {"inputs": [{"name": "INPUT0", "shape": [3], "datatype": "FP32", "data": [1, 2, 3]}]})
+        assert status == 200, body
+        assert body["outputs"][0]["data"] == [2.0, 4.0, 6.0]
+        assert mode.infer_rest("iris")[1]["outputs"][0]["data"] == iris_expected()
+    finally:
+        mode.stop()

@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from harness.local_mode import env_for_child, http, pid_alive
 from harness.process import ManagedProcess, free_port, wait_until
 
@@ -43,7 +42,7 @@ def test_quickstart_script_serves_its_example_models(tmp_path):
         # Every printed command works as printed.
         commands = [line.strip() for line in out.splitlines() if line.startswith("    ")]
         assert len(commands) == 3, out
-        ready, infer, grpc_call = (subprocess.run(c, shell=True, capture_output=True, text=True, timeout=120)
+        ready, infer, grpc_call = (subprocess.run(c, shell=True, capture_output=True, text=True, timeout=120, check=False)
                                    for c in commands)
         assert json.loads(ready.stdout) == {"name": "sklearn-iris", "ready": True}, ready
         answer = json.loads(infer.stdout)
@@ -60,7 +59,7 @@ def test_quickstart_script_serves_its_example_models(tmp_path):
         assert len(probs) == 3 and probs.index(max(probs)) == 1
 
         status_cmd = subprocess.run(shlex.split(f"{ROOT / '.venv/bin/python'} -m modelmesh.cli local status"),
-                                    capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+                                    capture_output=True, text=True, timeout=60, env=env, cwd=ROOT, check=False)
         assert "sklearn-iris" in status_cmd.stdout and "lightgbm-iris" in status_cmd.stdout, status_cmd
 
         children = json.loads((state / "status.json").read_text())["runtimes"][0]["pids"]

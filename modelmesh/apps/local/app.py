@@ -223,7 +223,6 @@ class LocalApp:
             models, invalid, _ = self.config.models()
             for line in await self.registrar.apply(models, invalid):
                 self.say(line)
-        self._scanned = True
         before = {r.name: (r.status.active, r.status.target) for r in self.registrar.rows()}
         await self.registrar.refresh()
         for row in self.registrar.rows():
@@ -234,6 +233,7 @@ class LocalApp:
                 f = row.status.failure
                 why = f" ({f.reason.value}: {f.message})" if f is not None and failed else ""
                 self.say(f"model {row.name}: {row.status.active.value}{target}{why}")
+        self._scanned = True  # from here to the status write nothing awaits: both agree on `ready`
         if self.ready and not self._announced:
             self._announced = True
             self.say(self.summary())

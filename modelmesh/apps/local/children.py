@@ -147,10 +147,8 @@ class SupervisedPair:
     async def start(self) -> None:
         """First start: a failure here is a start-up error of `modelmesh local`."""
         try:
-            await self.server.start(self.start_timeout_s)
-            await self.adapter.start(self.start_timeout_s)
+            await self._start_children()
         except ChildFailed:
-            await self._stop_children()
             self.state = "failed"
             raise
         self.state = "running"
@@ -182,11 +180,9 @@ class SupervisedPair:
             backoff = 1.0 if time.monotonic() - running_since > 60 else backoff
             while not self._stopping:
                 try:
-                    await self.server.start(self.start_timeout_s)
-                    await self.adapter.start(self.start_timeout_s)
+                    await self._start_children()
                 except ChildFailed as e:
                     self.report(f"restart of {self.name} failed: {e}; retrying in {backoff:.0f}s")
-                    await self._stop_children()
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self.MAX_BACKOFF_S)
                     continue
@@ -197,6 +193,16 @@ class SupervisedPair:
             self.restarts += 1
             self.state = "running"
             self.report(f"{self.name} restarted (restart #{self.restarts})")
+
+    async def _start_children(self) -> None:
+        """Both at once: the adapter needs no running server to start, and a server that is
+        up with no adapter in front would let the mesh try (and fail) a reload through it."""
+        results = await asyncio.gather(self.adapter.start(self.start_timeout_s),
+                                       self.server.start(self.start_timeout_s), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            await self._stop_children()
+            raise failed[0]
 
     async def _stop_children(self) -> None:
         await self.adapter.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from modelmesh.apps.local.children import Child, SupervisedPair
+from modelmesh.apps.local.children import Child, ChildFailed, SupervisedPair
 from modelmesh.apps.local.runtimes import BuiltinRuntime, adapter_command, http_ok, port_open
 from modelmesh.config.common import MetricsSpec
 from modelmesh.config.mesh import MeshSettings
@@ -53,14 +53,22 @@ class InstancePlan:
 
 
 class RuntimeInstance:
+    START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
+
     def __init__(self, plan: InstancePlan, store: KVStore, report) -> None:
         self.plan = plan
         self.registry = CollectorRegistry(auto_describe=True)
         self.store = store
         self.report = report
-        root = plan.workdir / "models"
-        self.root = root
+        self.root = plan.workdir / "models"
+        self.server, self.adapter, self.pair = self._make_pair()
+        self.mesh_settings: MeshSettings | None = None
+        self.mesh: MeshInstance | None = None
+
+    def _make_pair(self) -> tuple[Child, Child, SupervisedPair]:
+        plan, root = self.plan, self.root
         grpc_port, http_port, metrics_port, adapter_port = free_port(), free_port(), free_port(), free_port()
+        self.ports = (adapter_port, grpc_port)
         logs = plan.workdir / "logs"
         launch = plan.runtime.launch(root / plan.runtime.models_subdir, grpc_port, http_port, metrics_port)
 
@@ -79,13 +87,11 @@ class RuntimeInstance:
             "STORAGE_CONFIG_DIR": str(plan.storage_config_dir), "PVC_MOUNTS_ROOT": str(plan.mounts_root),
             "LOG_FORMAT": "json",
         }
-        self.server = Child(f"{plan.runtime.server_type} ({plan.id})", launch.cmd, launch.env,
-                            logs / f"{plan.runtime.server_type}.log", server_ready, cwd=plan.workdir)
-        self.adapter = Child(f"adapter ({plan.id})", adapter_command(), adapter_env, logs / "adapter.log",
-                             adapter_ready, cwd=plan.workdir)
-        self.pair = SupervisedPair(plan.id, self.server, self.adapter, report, START_TIMEOUT_S)
-        self.mesh_settings = self._mesh_settings(adapter_port, grpc_port)
-        self.mesh: MeshInstance | None = None
+        server = Child(f"{plan.runtime.server_type} ({plan.id})", launch.cmd, launch.env,
+                       logs / f"{plan.runtime.server_type}.log", server_ready, cwd=plan.workdir)
+        adapter = Child(f"adapter ({plan.id})", adapter_command(), adapter_env, logs / "adapter.log",
+                        adapter_ready, cwd=plan.workdir)
+        return server, adapter, SupervisedPair(plan.id, server, adapter, self.report, START_TIMEOUT_S)
 
     def _mesh_settings(self, adapter_port: int, server_grpc_port: int) -> MeshSettings:
         """The runtime launch contract (mesh.md), as the controller sets it for a pod; other
@@ -101,9 +107,18 @@ class RuntimeInstance:
 
     async def start_runtime(self) -> None:
         self.plan.workdir.mkdir(parents=True, exist_ok=True)
-        await self.pair.start()
+        for attempt in range(1, self.START_ATTEMPTS + 1):
+            try:
+                await self.pair.start()
+                return
+            except ChildFailed as e:
+                if attempt == self.START_ATTEMPTS:
+                    raise
+                self.report(f"{e}; trying again with other ports")
+                self.server, self.adapter, self.pair = self._make_pair()
 
     async def start_mesh(self) -> None:
+        self.mesh_settings = self._mesh_settings(*self.ports)
         self.mesh = MeshInstance(self.mesh_settings, self.registry, self.store)
         await self.mesh.start()
 
