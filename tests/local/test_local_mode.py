@@ -280,3 +280,50 @@ def test_mlserver_and_triton_behind_one_front_door(tmp_path, models):
         assert mode.infer_rest("iris")[1]["outputs"][0]["data"] == iris_expected()
     finally:
         mode.stop()
+
+
+async def test_remote_storage_predictor_and_load_failure(tmp_path, s3_server, s3_models):
+    from harness.s3_models import BUCKET, STORAGE_KEY, write_storage_config
+
+    config = tmp_path / "config"
+    write_storage_config(config / "storage-config", s3_server)  # the default storage config dir
+    (config / "s3.yaml").write_text(f"""\
+apiVersion: serving.kserve.io/v1alpha1
+kind: Predictor
+metadata: {{name: s3-iris}}
+spec:
+  modelType: {{name: sklearn}}
+  storage: {{key: {STORAGE_KEY}, path: {s3_models['iris']}}}
+---
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: s3-uri-iris
+  annotations: {{serving.kserve.io/deploymentMode: ModelMesh, serving.kserve.io/secretKey: {STORAGE_KEY}}}
+spec:
+  predictor:
+    sklearn: {{storageUri: "s3://{BUCKET}/{s3_models['iris']}"}}
+---
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {{name: corrupt}}
+spec:
+  predictor:
+    model:
+      modelFormat: {{name: sklearn}}
+      storage: {{key: {STORAGE_KEY}, path: {s3_models['corrupt']}}}
+""")
+    mode = LocalMode(tmp_path, config, tmp_path / "state")
+    try:
+        await asyncio.to_thread(mode.start)
+        for name, kind in (("s3-iris", "Predictor"), ("s3-uri-iris", "InferenceService")):
+            row = await asyncio.to_thread(mode.wait_model, name)
+            assert row["kind"] == kind
+            status, body = await asyncio.to_thread(mode.infer_rest, name)
+            assert status == 200 and body["outputs"][0]["data"] == iris_expected(), body
+        failed = await asyncio.to_thread(mode.wait_model, "corrupt", "FailedToLoad")
+        assert failed["lastFailureInfo"]["reason"] == "ModelLoadFailed" and not failed["available"]
+        assert failed["lastFailureInfo"]["message"]
+        assert mode.ready()  # a model that fails to load does not make the front door unready
+    finally:
+        await asyncio.to_thread(mode.stop)
