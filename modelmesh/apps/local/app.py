@@ -10,6 +10,7 @@ The terminal shows progress and one summary once ready; structured logs go to
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -30,7 +31,9 @@ from modelmesh.apps.local.registrar import Registrar, status_json
 from modelmesh.apps.local.runtimes import RuntimeChoiceError, choose_runtimes
 from modelmesh.apps.local.status import write_snapshot
 from modelmesh.config.local import LocalSettings
+from modelmesh.config.mesh import MeshSettings
 from modelmesh.config.proxy import RestProxySettings
+from modelmesh.config.settings import SettingsError, load_settings
 from modelmesh.controller.meshclient import GrpcMeshClient
 from modelmesh.kv import KVConfigError, KVStore, StoreError, open_store
 from modelmesh.lifecycle import StartupError
@@ -126,6 +129,11 @@ class LocalApp:
             runtimes = choose_runtimes(s.runtimes)
         except RuntimeChoiceError as e:
             raise StartupError(str(e)) from None
+        try:
+            load_settings(RestProxySettings, os.environ)
+            load_settings(MeshSettings, os.environ)
+        except SettingsError as e:
+            raise StartupError(str(e)) from None
         for r in runtimes:
             missing = r.missing()
             if missing:
@@ -170,9 +178,12 @@ class LocalApp:
             except (TimeoutError, ValueError) as e:
                 raise StartupError(f"mesh {inst.plan.id}: {e}") from None
 
-        self.proxy = RestProxy(RestProxySettings(
-            listen_port=s.rest_port, listen_host=s.host, grpc_host="127.0.0.1",
-            grpc_port=self.instances[0].grpc_port), self.registry)
+        # REST_PROXY_* settings in the environment apply (access log, sizes); not where it listens.
+        proxy_settings = dataclasses.replace(
+            load_settings(RestProxySettings, os.environ), listen_port=s.rest_port, listen_host=s.host,
+            grpc_host="127.0.0.1", grpc_port=self.instances[0].grpc_port, use_tls=False, metrics_port=0,
+            tls_cert_path="", tls_key_path="")
+        self.proxy = RestProxy(proxy_settings, self.registry)
         self.proxy.app.middlewares.append(self._health_gate)
         await self.proxy.start()
         self.metrics = HttpEndpoint(s.host, s.metrics_port)
@@ -216,8 +227,10 @@ class LocalApp:
             models, invalid, errors = self.config.models()
             for path, problems in errors.items():
                 for p in problems:
+                    log.warning("invalid config file", file=path, error=p)
                     self.say(f"{os.path.basename(path)}: {p}")
             for inv in invalid:
+                log.warning("invalid model spec", file=inv.file, model=inv.name, reason=inv.reason, error=inv.message)
                 self.say(f"{os.path.basename(inv.file)}: model {inv.name}: {inv.reason}: {inv.message}")
         if changed or not self.registrar.all_registered:
             models, invalid, _ = self.config.models()

@@ -103,6 +103,8 @@ class RuntimeInstance:
             serving_grpc_socket="", pod_ip="127.0.0.1", instance_id=self.plan.id,
             labels=tuple(self.plan.runtime.labels()), type_constraints=self.plan.type_constraints,
             type_constraints_path="", kv_store="", dataplane_config=base.dataplane_config or V2_BY_NAME,
+            # Plain text on this machine (local mode has no TLS settings yet).
+            tls_key_cert_path="", tls_private_key_path="", tls_client_auth="", tls_trust_cert_path="",
         )
 
     async def start_runtime(self) -> None:
