@@ -172,7 +172,11 @@ def _run(ns: argparse.Namespace, settings: Any) -> int:
     role = ns.role or "mesh"
     module = importlib.import_module(f"modelmesh.apps.{role.replace('-', '_')}")
     timeout_s = settings.shutdown_timeout_ms / 1000 if role == "mesh" else 30
-    return lifecycle.run(lambda: module.make_app(settings), shutdown_timeout_s=timeout_s)
+    try:
+        return lifecycle.run(lambda: module.make_app(settings), shutdown_timeout_s=timeout_s)
+    except SettingsError as e:  # a setting only the app can check (e.g. the JSON in MM_TYPE_CONSTRAINTS)
+        print(f"modelmesh {ns.mode}: {e}", file=sys.stderr)
+        return 2
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -36,6 +36,8 @@ class MetricsSpec:
     enabled: bool = True
     port: int = 2112
     scheme: str = "https"
+    per_model_metrics: bool = False  # request and model histograms also labelled modelId / vModelId
+    fq_names: bool = False  # method label: the full gRPC name, not just the method
 
     @classmethod
     def parse(cls, raw: str) -> "MetricsSpec":
@@ -46,6 +48,7 @@ class MetricsSpec:
         if kind != "prometheus":
             raise ValueError("expected prometheus:port=<n>;scheme=<http|https>")
         port, scheme = 2112, "https"
+        flags = {"per_model_metrics": False, "fq_names": False}
         for item in filter(None, (p.strip() for p in params.split(";"))):
             key, sep, value = item.partition("=")
             if not sep:
@@ -58,11 +61,13 @@ class MetricsSpec:
                 if value not in ("http", "https"):
                     raise ValueError(f"scheme must be http or https, got {value!r}")
                 scheme = value
-            elif key in ("fq_names", "per_model_metrics", "legacy"):
+            elif key in flags:
+                flags[key] = value.lower() == "true"  # as the reference reads them
+            elif key in ("legacy", "mem_detail"):
                 continue  # accepted for compatibility with the reference's options
             else:
                 raise ValueError(f"unknown option {key!r}")
-        return cls(enabled=True, port=port, scheme=scheme)
+        return cls(enabled=True, port=port, scheme=scheme, **flags)
 
     def __str__(self) -> str:
         return f"prometheus:port={self.port};scheme={self.scheme}" if self.enabled else "none"

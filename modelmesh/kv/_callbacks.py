@@ -19,4 +19,4 @@ async def run_callback(callback: Callable[..., Awaitable[None] | None], *args: A
         if inspect.isawaitable(result):
             await result
     except Exception as e:  # noqa: BLE001 - isolate consumer failures
-        _log.error("kv callback failed", callback=what, error=repr(e))
+        _log.error("kv callback failed", callback=what, error=repr(e), exc_info=e)

@@ -13,23 +13,32 @@ import grpc
 Metadata = Sequence[tuple[str, str | bytes]]
 
 
-def _channel_options(max_msg_size: int) -> list[tuple[str, int]]:
-    return [
+def _channel_options(max_msg_size: int, keepalive: bool) -> list[tuple[str, int]]:
+    options = [
         ("grpc.max_receive_message_length", max_msg_size),
         ("grpc.max_send_message_length", max_msg_size),
-        # One TCP connection per peer carries all streams; keep it warm.
-        ("grpc.keepalive_time_ms", 30000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
     ]
+    if keepalive:
+        # Peers: one TCP connection carries all streams; keep it warm. Our servers permit it
+        # (server._server_options).
+        options += [
+            ("grpc.keepalive_time_ms", 30000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+        ]
+    # Runtimes get no keepalive pings: gRPC servers (MLServer, Triton) by default allow no
+    # pings without calls and none more often than every 5 min, and answer more with GOAWAY
+    # too_many_pings. The runtime is local; its health is watched through the channel state.
+    return options
 
 
 class RawChannel:
-    """One channel; `call` invokes any unary method with bytes in, bytes out."""
+    """One channel; `call` invokes any unary method with bytes in, bytes out. `keepalive`
+    only toward peers (see _channel_options)."""
 
-    def __init__(self, target: str, max_msg_size: int) -> None:
+    def __init__(self, target: str, max_msg_size: int, keepalive: bool = False) -> None:
         self.target = target
-        self.channel = grpc.aio.insecure_channel(target, options=_channel_options(max_msg_size))
+        self.channel = grpc.aio.insecure_channel(target, options=_channel_options(max_msg_size, keepalive))
         self._methods: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
 
     def _method(self, method: str) -> grpc.aio.UnaryUnaryMultiCallable:
@@ -56,8 +65,11 @@ class PeerChannels:
     def get(self, endpoint: str) -> RawChannel:
         ch = self._channels.get(endpoint)
         if ch is None:
-            ch = self._channels[endpoint] = RawChannel(endpoint, self.max_msg_size)
+            ch = self._channels[endpoint] = RawChannel(endpoint, self.max_msg_size, keepalive=True)
         return ch
+
+    def endpoints(self) -> list[str]:
+        return list(self._channels)
 
     async def drop(self, endpoint: str) -> None:
         ch = self._channels.pop(endpoint, None)

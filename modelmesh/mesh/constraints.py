@@ -55,6 +55,13 @@ class TypeConstraints:
     def load(cls, inline: str = "", path: str = "") -> "TypeConstraints":
         return cls.parse(inline_or_file(inline, path))
 
+    def replace_with(self, other: "TypeConstraints") -> None:
+        """Take another's table (tc-config reloaded): everyone holding this object sees it."""
+        self._table = other._table
+
+    def types(self) -> list[str]:
+        return sorted(self._table)
+
     @property
     def configured(self) -> bool:
         return bool(self._table)

@@ -25,15 +25,16 @@ class DataPlaneConfig:
     @classmethod
     def parse(cls, raw: bytes | str) -> "DataPlaneConfig":
         data = parse_json_object(raw, "data-plane config")
-        if not data:
-            return cls()
+        if not data and not (raw and raw.strip()):
+            return cls()  # no config at all: every method the runtime allows is routed
         configs = {}
         for method, spec in (data.get("rpcConfigs") or {}).items():
             path = spec.get("idExtractionPath") or ()
             if not all(isinstance(n, int) and n > 0 for n in path):
                 raise ValueError(f"idExtractionPath of {method} must be positive field numbers")
             configs[method.lstrip("/")] = RpcConfig(tuple(path), bool(spec.get("vModelId", False)))
-        return cls(configs, bool(data.get("allowOtherRpcs", True)), True)
+        # As the reference: once a config is given, RPCs it does not list are refused unless it says otherwise.
+        return cls(configs, bool(data.get("allowOtherRpcs", False)), True)
 
     @classmethod
     def load(cls, inline: str = "", path: str = "") -> "DataPlaneConfig":

@@ -43,3 +43,9 @@ class NoCapacity(MeshError):
 
 class ShuttingDown(MeshError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class StoreDown(MeshError):
+    """The coordination store is unreachable and the answer needs it (not: "not found")."""
+
+    code = grpc.StatusCode.UNAVAILABLE

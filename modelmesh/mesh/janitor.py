@@ -1,187 +1,145 @@
-"""Periodic upkeep of one instance: publish its record, scale hot models to a second copy,
-drop idle extra copies, keep the registry truthful, and (as leader) reap records of
-instances that are gone."""
+"""Periodic upkeep of one instance. Every second: watch the runtime connection, measure
+request rates, publish the instance record, add a copy of hot models. Every janitor period:
+drop idle extra copies, keep the registry truthful about our copies, retry models no
+instance could take, finish stuck vmodel transitions, close channels to departed peers and
+(as leader) reap records of instances that are gone.
+
+Each job is a small method over the collaborators given; loads are started through the
+coordinator and never awaited here (a load must not stall the record publish or the
+runtime health check)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
-import grpc
-from typing import TYPE_CHECKING
-
-from modelmesh.mesh.cache import now_ms
-from modelmesh.mesh.placement import choose_instance
-from modelmesh.mesh.records import NO_INSTANCE
+from modelmesh.kv import Change
+from modelmesh.mesh.cache import LocalCache, now_ms
+from modelmesh.mesh.channels import PeerChannels
+from modelmesh.mesh.cluster import ClusterView
+from modelmesh.mesh.coordinator import LoadCoordinator
+from modelmesh.mesh.health import RuntimeHealth
+from modelmesh.mesh.loader import ModelLoader
+from modelmesh.mesh.membership import Membership
+from modelmesh.mesh.rates import RequestRates
+from modelmesh.mesh.records import InstanceRecord, ModelRecord
+from modelmesh.mesh.tables import Table
+from modelmesh.mesh.tasks import TaskOwner
+from modelmesh.mesh.transitions import VModelTransitions
 from modelmesh.observability.logging import get_logger
-
-if TYPE_CHECKING:
-    from modelmesh.mesh.instance import MeshInstance
 
 log = get_logger("modelmesh.mesh.janitor")
 
 PUBLISH_INTERVAL_S = 1.0
-STALE_LOAD_CLAIM_MS = 30_000  # a load claimed for this instance that never started
+
+
+@dataclass(frozen=True)
+class JanitorSettings:
+    period_s: float  # MM_JANITOR_FREQ_SECS
+    scaleup_rpm_threshold: int
+    reap_delay_ms: int
 
 
 class Janitor:
-    def __init__(self, mesh: "MeshInstance") -> None:
-        self.mesh = mesh
-        self.rpm = 0
-        self.model_rpm: dict[str, int] = {}
-        self._window_start = time.monotonic()
+    def __init__(self, instance_id: str, settings: JanitorSettings, *, cache: LocalCache,
+                 models: Table[ModelRecord], instances: Table[InstanceRecord], cluster: ClusterView,
+                 loader: ModelLoader, coordinator: LoadCoordinator, transitions: VModelTransitions,
+                 membership: Membership, health: RuntimeHealth, rates: RequestRates, peers: PeerChannels,
+                 tasks: TaskOwner) -> None:
+        self.instance_id = instance_id
+        self.settings = settings
+        self.cache = cache
+        self.models = models
+        self.cluster = cluster
+        self.loader = loader
+        self.coordinator = coordinator
+        self.transitions = transitions
+        self.membership = membership
+        self.health = health
+        self.rates = rates
+        self.peers = peers
+        self.tasks = tasks
         self._dead_since: dict[str, int] = {}
-        self.leader = False
+        self._departed_endpoints: set[str] = set()
+        instances.on_change(self._instances_changed)
 
     async def run(self) -> None:
-        period = self.mesh.settings.janitor_freq_secs
-        next_sweep = time.monotonic() + period
+        next_sweep = time.monotonic() + self.settings.period_s
         while True:
             await asyncio.sleep(PUBLISH_INTERVAL_S)
             try:
-                await self._check_runtime()
-                self._measure_rates()
-                await self.mesh.publish()
-                await self._scale_up_hot_models()
+                await self.tick()
                 if time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + period
+                    next_sweep = time.monotonic() + self.settings.period_s
                     await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - upkeep must keep running (e.g. store briefly down)
                 log.warning("janitor pass failed", error=str(e))
 
-    # --- runtime health -------------------------------------------------------------------
+    async def tick(self) -> None:
+        """The every-second part: nothing here waits for a load."""
+        await self.health.check()
+        self.rates.measure()
+        await self.membership.publish()
+        for model_id in self.rates.hot_models(self.settings.scaleup_rpm_threshold):
+            self.coordinator.add_copy(model_id, "hot")
 
-    async def _check_runtime(self) -> None:
-        """Watch the connection to the runtime (no RPC: runtimeStatus purges models). When it
-        is lost the instance takes no new loads; when it comes back the runtime has
-        restarted, so after a fresh handshake every copy here is gone and is forgotten."""
-        mesh = self.mesh
-        states = {mesh.runtime.channel.get_state(try_to_connect=True),
-                  mesh.serving.channel.get_state(try_to_connect=True)}
-        down = grpc.ChannelConnectivity.TRANSIENT_FAILURE in states or grpc.ChannelConnectivity.SHUTDOWN in states
-        if down and mesh.runtime_healthy:
-            log.warning("runtime unreachable: taking no new loads", runtime=mesh.runtime.target)
-            mesh.runtime_healthy = False
-            await mesh.publish()
-        elif not down and not mesh.runtime_healthy and grpc.ChannelConnectivity.READY in states:
-            log.info("runtime reachable again: re-doing the handshake", runtime=mesh.runtime.target)
-            await mesh.runtime.wait_ready(mesh.settings.runtime_poll_s, mesh.settings.runtime_startup_timeout_s)
-            for copy in mesh.cache.copies():
-                await mesh.loader.forget(copy)
-            mesh.runtime_healthy = True
-            await mesh.publish()
-
-    # --- request rates and extra copies ---------------------------------------------------
-
-    def _measure_rates(self) -> None:
-        elapsed = time.monotonic() - self._window_start
-        if elapsed < 5:
-            return
-        counts = self.mesh.router.requests_by_model
-        self.mesh.router.requests_by_model = {}
-        self._window_start = time.monotonic()
-        self.model_rpm = {m: int(n * 60 / elapsed) for m, n in counts.items()}
-        self.rpm = sum(self.model_rpm.values())
-
-    async def _scale_up_hot_models(self) -> None:
-        mesh = self.mesh
-        threshold = mesh.settings.scaleup_rpm_threshold
-        for model_id, rpm in list(self.model_rpm.items()):
-            if rpm < threshold:
-                continue
-            record = mesh.models.get(model_id)
-            if record is None or len(mesh.live_holders(record)) >= 2:
-                continue
-            holders = set(mesh.live_holders(record))
-            target = choose_instance(record.type, mesh.default_size, mesh.instances.items(), mesh.constraints,
-                                     mesh.id, exclude=holders | set(record.failed_in))
-            if target is not None:
-                log.info("adding a copy of a hot model", model_id=model_id, rpm=rpm, target=target)
-                if target == mesh.id:
-                    await mesh._load_in_background(model_id)
-                else:
-                    await mesh._ask_peer_to_load(target, model_id)
-            self.model_rpm[model_id] = 0  # once per window
-
-    async def _drop_idle_extra_copies(self) -> None:
-        mesh = self.mesh
-        idle_ms = int(mesh.settings.janitor_freq_secs * 2000)
-        now = now_ms()
-        live = mesh.instances.items()
-        for copy in mesh.cache.copies():
-            if not copy.serving or copy.inflight or now - copy.last_used < idle_ms:
-                continue
-            record = mesh.models.get(copy.model_id)
-            if record is None:
-                continue
-            others = {i: t for i, t in record.instance_ids.items() if i != mesh.id and i in live}
-            if not others:
-                continue
-            mine = record.instance_ids.get(mesh.id, now)
-            # Only the younger copy goes, so two instances never drop the last two copies at once.
-            if any((t, i) < (mine, mesh.id) for i, t in others.items()):
-                await mesh.loader.unload(copy, "idle extra copy")
+    def _instances_changed(self, changes: list[Change[InstanceRecord]]) -> None:
+        # A new instance may make pending loads possible (e.g. a runtime of the right type joined).
+        if any(c.old is None and c.new is not None for c in changes):
+            self.tasks.spawn(self.coordinator.retry_unplaceable(), "retry-unplaceable")
 
     # --- periodic sweep -------------------------------------------------------------------
 
     async def sweep(self) -> None:
-        await self._drop_idle_extra_copies()
-        await self.reconcile_own_copies()
-        await self.retry_unplaceable()
-        await self._complete_stuck_transitions()
-        await self._elect()
-        if self.leader:
-            await self._reap_departed_instances()
+        await self.drop_idle_extra_copies()
+        await self.loader.reconcile_records()
+        await self.coordinator.retry_unplaceable()
+        await self.transitions.complete_stuck()
+        await self.close_departed_channels()
+        if await self.membership.elect():
+            await self.reap_departed_instances()
 
-    async def reconcile_own_copies(self) -> None:
-        """Records must list exactly the copies this instance holds (after a lease loss or a
-        restart under the same instance id they may not)."""
-        mesh = self.mesh
-        held = set(mesh.cache.loaded_ids())
-        for model_id in held:
-            record = mesh.models.get(model_id)
-            if record is not None and mesh.id not in record.instance_ids:
-                await mesh.models.update(model_id, lambda r: r and r.loaded_on(mesh.id, now_ms()))
-        stale_claim_ms = now_ms() - STALE_LOAD_CLAIM_MS
-        for model_id, record in list(mesh.models.view.items()):
-            if mesh.cache.get(model_id) is not None:
+    async def drop_idle_extra_copies(self) -> None:
+        me = self.instance_id
+        idle_ms = int(self.settings.period_s * 2000)
+        now = now_ms()
+        live = self.cluster.live()
+        for copy in self.cache.copies():
+            if not copy.serving or copy.inflight or now - copy.last_used < idle_ms:
                 continue
-            if mesh.id in record.instance_ids or record.loading_in.get(mesh.id, now_ms()) < stale_claim_ms:
-                # Listed here but not held: a claim whose load never started, or a copy lost.
-                await mesh.models.update(model_id, lambda r: r and r.without_copies_on({mesh.id}))
+            record = self.models.get(copy.model_id)
+            if record is None:
+                continue
+            others = {i: t for i, t in record.instance_ids.items() if i != me and i in live}
+            if not others:
+                continue
+            mine = record.instance_ids.get(me, now)
+            # Only the younger copy goes, so two instances never drop the last two copies at once.
+            if any((t, i) < (mine, me) for i, t in others.items()):
+                await self.loader.unload(copy, "idle extra copy")
 
-    async def retry_unplaceable(self) -> None:
-        mesh = self.mesh
-        for model_id, record in list(mesh.models.view.items()):
-            if NO_INSTANCE in record.failed_in:
-                await mesh.ensure_loaded_somewhere(model_id)
+    async def close_departed_channels(self) -> None:
+        """Close channels to endpoints no live instance has, once they stayed gone for a
+        whole period (a record briefly missing, e.g. across an etcd restart, keeps its channel)."""
+        live = {inst.endpoint for inst in self.cluster.live().values()}
+        departed = {e for e in self.peers.endpoints() if e not in live}
+        for endpoint in departed & self._departed_endpoints:
+            log.info("closing the channel to a departed peer", endpoint=endpoint)
+            await self.peers.drop(endpoint)
+        self._departed_endpoints = departed - self._departed_endpoints
 
-    async def _complete_stuck_transitions(self) -> None:
-        for vid, vm in list(self.mesh.vmodels.items().items()):
-            if vm.transitioning:
-                await self.mesh.transitions.complete(vm.target_model)
-
-    async def _elect(self) -> None:
-        mesh = self.mesh
-        key = mesh.prefix + "leaderLatch/leader"
-        if mesh.lease is None or mesh.lease.lost:
-            self.leader = False
-            return
-        ok, current = await mesh.store.compare_and_swap(key, 0, mesh.id.encode(), mesh.lease)
-        self.leader = ok or (current is not None and current.value == mesh.id.encode())
-
-    async def _reap_departed_instances(self) -> None:
-        mesh = self.mesh
-        live = mesh.instances.items()
+    async def reap_departed_instances(self) -> None:
+        live = self.cluster.live()
         now = now_ms()
         gone: set[str] = set()
-        for model_id, record in list(mesh.models.view.items()):
+        for model_id, record in self.models.records():
             for iid in (*record.instance_ids, *record.loading_in):
                 if iid not in live:
                     since = self._dead_since.setdefault(iid, now)
-                    if now - since >= mesh.settings.reap_delay_ms:
+                    if now - since >= self.settings.reap_delay_ms:
                         gone.add(iid)
         for iid in list(self._dead_since):
             if iid in live:
@@ -189,6 +147,6 @@ class Janitor:
         if not gone:
             return
         log.info("reaping records of departed instances", instances=sorted(gone))
-        for model_id, record in list(mesh.models.view.items()):
+        for model_id, record in self.models.records():
             if gone & (set(record.instance_ids) | set(record.loading_in)):
-                await mesh.models.update(model_id, lambda r: r and r.without_copies_on(gone))
+                await self.models.update(model_id, lambda r: r and r.without_copies_on(gone))

@@ -9,17 +9,21 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from modelmesh.kv import Change, StoreError, StoreUnavailable
 from modelmesh.mesh.cache import CopyState, LocalCache, LocalCopy, now_ms
 from modelmesh.mesh.errors import LoadFailed, ModelNotFound, NoCapacity, ShuttingDown
 from modelmesh.mesh.metrics import MeshMetrics
 from modelmesh.mesh.records import ModelRecord
 from modelmesh.mesh.runtime_client import RuntimeClient
 from modelmesh.mesh.tables import Table
+from modelmesh.mesh.tasks import TaskOwner
 from modelmesh.observability.logging import get_logger
 
 log = get_logger("modelmesh.mesh.loader")
 
 ModelEvent = Callable[[str], Awaitable[None]]
+STALE_LOAD_CLAIM_MS = 30_000  # a load claimed for this instance that never started
+CLAIM_TIMEOUT_S = 2.0  # a store that does not answer by then is treated as down
 
 
 def _error_text(e: BaseException) -> str:
@@ -38,6 +42,7 @@ class ModelLoader:
         runtime: RuntimeClient,
         models: Table[ModelRecord],
         metrics: MeshMetrics,
+        tasks: TaskOwner,
         *,
         load_timeout_s: float,
         max_loading: int,
@@ -55,8 +60,11 @@ class ModelLoader:
         self._loading = asyncio.Semaphore(max(1, max_loading))
         self._on_loaded = on_loaded
         self._on_failed = on_failed
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = tasks
         self.accepting = True
+
+    def stop_accepting(self) -> None:
+        self.accepting = False
 
     # --- loads --------------------------------------------------------------------------
 
@@ -82,7 +90,8 @@ class ModelLoader:
             if self.cache.get(model_id) is not None:
                 continue  # someone else started it while we made room
             copy = self.cache.reserve(model_id, size)
-            self._spawn(self._load(copy, record))
+            if self._tasks.spawn(self._load(copy, record), f"load:{model_id}") is None:
+                await self.cache.release(copy, ShuttingDown("instance is shutting down"))
             await asyncio.shield(copy.ready)
             return copy
 
@@ -91,42 +100,56 @@ class ModelLoader:
         queued = time.monotonic()
         try:
             async with self._loading:
-                self.metrics.loading_queue_delay.observe((time.monotonic() - queued) * 1000)
-                # Already claimed for us when another path placed the load here: no second write.
-                claimed = await self.models.update(model_id, lambda r: r and (
-                    r if self.instance_id in r.loading_in else r.loading_on(self.instance_id, now_ms())))
+                self.metrics.loading_queue_delay.observe((time.monotonic() - queued) * 1000, model_id)
+                claimed = await self._claim(model_id, record)
                 if claimed is None:
                     raise ModelNotFound(f"model {model_id} was unregistered")
                 started = time.monotonic()
                 resp = await self.runtime.load(model_id, record.type, record.path, record.key, self.load_timeout_s)
-                self.metrics.load_ms.observe((time.monotonic() - started) * 1000)
+                self.metrics.load_ms.observe((time.monotonic() - started) * 1000, model_id)
                 size = resp.sizeInBytes
                 if not size:
                     t = time.monotonic()
                     size = await self.runtime.model_size(model_id) or copy.size
-                    self.metrics.sizing_ms.observe((time.monotonic() - t) * 1000)
+                    self.metrics.sizing_ms.observe((time.monotonic() - t) * 1000, model_id)
         except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-raised if cancel
             await self._load_failed(copy, e)
             if isinstance(e, asyncio.CancelledError):
                 raise
             return
         self.cache.resize(copy, size)
-        self.metrics.loaded_size.observe(size)
+        self.metrics.loaded_size.observe(size, model_id)
         log.info("model loaded", model_id=model_id, size=size, ms=int((time.monotonic() - started) * 1000))
         # The registry lists the copy before waiters are released, so a status read right
         # after a request that caused the load already says LOADED.
         try:
-            kept = await self.models.update(model_id, lambda r: r and r.loaded_on(self.instance_id, now_ms()))
+            kept = await asyncio.wait_for(
+                self.models.update(model_id, lambda r: r and r.loaded_on(self.instance_id, now_ms())),
+                CLAIM_TIMEOUT_S)
         except Exception as e:  # noqa: BLE001 - the store is down: serve anyway, the janitor re-syncs
-            log.warning("could not record loaded copy", model_id=model_id, error=str(e))
+            log.warning("could not record loaded copy", model_id=model_id, error=str(e) or type(e).__name__)
             kept = record
         self.cache.mark_loaded(copy, resp.maxConcurrency)
         if kept is None:  # unregistered while loading
-            self._spawn(self.unload(copy, "unregistered"))
+            self._tasks.spawn(self.unload(copy, "unregistered"), f"unload:{model_id}")
             return
         if self.cache.used > self.cache.capacity:  # real size exceeded the estimate
-            self._spawn(self._shrink_to_capacity())
+            self._tasks.spawn(self._shrink_to_capacity(), "shrink")
         await self._on_loaded(model_id)
+
+    async def _claim(self, model_id: str, record: ModelRecord) -> ModelRecord | None:
+        """Mark the load as ours in the registry (None: the model was unregistered). Already
+        claimed for us when another path placed the load here: no second write. With the
+        store unreachable the load goes ahead unclaimed: a request must not fail on the
+        store, and the janitor puts the copy in the record once the store is back."""
+        try:
+            return await asyncio.wait_for(self.models.update(model_id, lambda r: r and (
+                r if self.instance_id in r.loading_in else r.loading_on(self.instance_id, now_ms()))),
+                CLAIM_TIMEOUT_S)
+        except (StoreUnavailable, StoreError, asyncio.TimeoutError) as e:
+            log.warning("store unavailable: loading without a claim in the registry", model_id=model_id,
+                        error=str(e) or type(e).__name__)
+            return record
 
     async def _load_failed(self, copy: LocalCopy, e: BaseException) -> None:
         model_id = copy.model_id
@@ -165,7 +188,7 @@ class ModelLoader:
             if victims:
                 now = now_ms()
                 for v in victims:
-                    self.metrics.age_at_eviction.observe(now - v.last_used)
+                    self.metrics.age_at_eviction.observe(now - v.last_used, v.model_id)
                     self.cache.begin_unload(v)
                 await asyncio.gather(*(self.unload(v, "evicted") for v in victims))
                 continue
@@ -201,7 +224,7 @@ class ModelLoader:
         started = time.monotonic()
         try:
             await self.runtime.unload(model_id)
-            self.metrics.unload_ms.observe((time.monotonic() - started) * 1000)
+            self.metrics.unload_ms.observe((time.monotonic() - started) * 1000, model_id)
         except grpc.aio.AioRpcError as e:
             self.metrics.unload_failures.inc()
             log.warning("runtime unload failed", model_id=model_id, error=_error_text(e))
@@ -218,13 +241,39 @@ class ModelLoader:
             log.warning("could not update registry", model_id=copy.model_id, error=str(e))
         await self.cache.release(copy)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    # --- the registry in step with this instance -----------------------------------------
+
+    def registry_changed(self, changes: list[Change[ModelRecord]]) -> None:
+        """A model was unregistered: drop our copy of it."""
+        for c in changes:
+            if c.new is None:
+                copy = self.cache.get(c.id)
+                if copy is not None and copy.state is not CopyState.UNLOADING:
+                    self._tasks.spawn(self._unload_when_settled(copy, "unregistered"), f"unload:{c.id}")
+
+    async def _unload_when_settled(self, copy: LocalCopy, reason: str) -> None:
+        if copy.state is CopyState.LOADING:
+            try:
+                await asyncio.shield(copy.ready)
+            except Exception:  # noqa: BLE001 - a failed load leaves nothing to unload
+                return
+        await self.unload(copy, reason)
+
+    async def reconcile_records(self) -> None:
+        """Records must list exactly the copies this instance holds (after a lease loss or a
+        restart under the same instance id they may not)."""
+        me = self.instance_id
+        for model_id in self.cache.loaded_ids():
+            record = self.models.get(model_id)
+            if record is not None and me not in record.instance_ids:
+                await self.models.update(model_id, lambda r: r and r.loaded_on(me, now_ms()))
+        stale_claim_ms = now_ms() - STALE_LOAD_CLAIM_MS
+        for model_id, record in self.models.records():
+            if self.cache.get(model_id) is not None:
+                continue
+            if me in record.instance_ids or record.loading_in.get(me, now_ms()) < stale_claim_ms:
+                # Listed here but not held: a claim whose load never started, or a copy lost.
+                await self.models.update(model_id, lambda r: r and r.without_copies_on({me}))
 
     async def close(self) -> None:
         self.accepting = False
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)

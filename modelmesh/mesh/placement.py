@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from modelmesh.mesh.constraints import TypeConstraints
 from modelmesh.mesh.records import InstanceRecord
 
+MAX_FAILED_INSTANCES = 3  # a load is tried on at most this many instances (the reference's rule)
+
 
 def eligible_instances(
     model_type: str,

@@ -46,13 +46,17 @@ class ModelRecord:
     auto_delete: bool = False
     last_used: int = 0  # epoch ms
     registered: int = 0  # ours: epoch ms of registration
+    # ours: vmodel id -> epoch ms a setVModel pointed it here. Written before the vmodel
+    # record, so an unregister (a compare-and-delete of this record) cannot miss a vmodel
+    # that another instance is setting up right now.
+    vrefs: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return _compact({
             "type": self.type, "mPath": self.path, "encKey": self.key, "instanceIds": self.instance_ids,
             "loadingIn": self.loading_in, "failedIn": self.failed_in, "failMsgs": self.fail_msgs,
             "fails": len(self.failed_in), "autoDel": self.auto_delete, "lu": self.last_used,
-            "reg": self.registered,
+            "reg": self.registered, "refs": len(self.vrefs), "vrefs": self.vrefs,
         })
 
     @classmethod
@@ -66,6 +70,7 @@ class ModelRecord:
             fail_msgs=dict(d.get("failMsgs") or {}),
             auto_delete=bool(d.get("autoDel", False)), last_used=int(d.get("lu", 0)),
             registered=int(d.get("reg", 0)),
+            vrefs={k: int(v) for k, v in (d.get("vrefs") or {}).items()},
         )
 
     def same_info(self, type_: str, path: str, key: str) -> bool:
@@ -104,6 +109,10 @@ class ModelRecord:
         """No copy (loaded or loading) on these instances any more."""
         return self.replace(instance_ids=_without(self.instance_ids, instances),
                             loading_in=_without(self.loading_in, instances))
+
+    def referenced_by(self, vmodel_id: str, at_ms: int) -> "ModelRecord":
+        """A setVModel points `vmodel_id` at this model (the time is refreshed each time)."""
+        return self.replace(vrefs={**self.vrefs, vmodel_id: at_ms})
 
     def without_failure_on(self, instance: str) -> "ModelRecord":
         return self.replace(failed_in=_without(self.failed_in, {instance}),

@@ -23,7 +23,7 @@ from modelmesh.mesh.errors import InvalidRequest, LoadFailed, MeshError, ModelNo
 from modelmesh.mesh.loader import ModelLoader
 from modelmesh.mesh.metrics import MeshMetrics
 from modelmesh.mesh.payloads import REQUEST_TYPE, RESPONSE_TYPE, PayloadProcessors
-from modelmesh.mesh.placement import choose_instance
+from modelmesh.mesh.placement import MAX_FAILED_INSTANCES, choose_instance
 from modelmesh.mesh.protowire import WireError, extract_string, inject_string
 from modelmesh.mesh.records import InstanceRecord, ModelRecord, VModelRecord
 from modelmesh.mesh.tables import Table
@@ -37,7 +37,7 @@ VMODEL_ID = "mm-vmodel-id"
 INTERNAL = "mm-internal"  # set on requests one instance forwards to another
 LOAD_FAILED = "mm-load-failed"  # trailing metadata: the forwarded-to instance failed to load
 BALANCED = "mm-balanced"
-MAX_FAILED_INSTANCES = 3
+_ID_HEADERS = frozenset({MODEL_ID, VMODEL_ID, MODEL_ID + "-bin", VMODEL_ID + "-bin"})
 _DROP_HEADERS = frozenset({MODEL_ID, VMODEL_ID, MODEL_ID + "-bin", VMODEL_ID + "-bin", INTERNAL, BALANCED,
                            "content-type", "te", "user-agent", "grpc-accept-encoding", "grpc-encoding",
                            "grpc-timeout", "accept-encoding"})
@@ -86,9 +86,9 @@ class Router:
         # V2 model-level RPCs get the concrete id in their name field unless the runtime says otherwise.
         self._injection_paths = {**MODEL_NAME_PATHS, **config.injection_paths}
         self.metrics = metrics
+        self._requests = metrics.requests
         self._peer_inflight: dict[str, int] = {}
-        self.requests_by_model: dict[str, int] = {}  # read and reset by the janitor (rpm)
-        self._metric_children: dict[tuple[str, str], tuple] = {}
+        self.requests_by_model: dict[str, int] = {}  # since the last take_request_counts()
         self._refusals: dict[str, str | None] = {}
         # Called when a local copy has more requests in flight than a copy should take.
         self.on_overloaded: Callable[[str], None] = lambda model_id: None
@@ -96,26 +96,25 @@ class Router:
         self.limit_model_concurrency = False
         self.payloads: PayloadProcessors | None = None  # MM_PAYLOAD_PROCESSORS, when set
 
-    def _children(self, method: str, code: str) -> tuple:
-        """Metric children of (full gRPC method, code), labelled with the short method name."""
-        key = (method, code)
-        children = self._metric_children.get(key)
-        if children is None:
-            m, short = self.metrics, method.rsplit("/", 1)[-1]
-            full = len(self._metric_children) >= 1000  # method names come from clients: bound the labels
-            if full:
-                short = "other"
-            children = (m.invoke_ms.labels(short, code), m.request_size.labels(short, code),
-                        m.response_size.labels(short, code))
-            if not full:
-                self._metric_children[key] = children
-        return children
+    def set_dataplane(self, dataplane: DataPlaneConfig) -> None:
+        """A new data-plane config (tc-config changed): gating verdicts are recomputed."""
+        self.config.dataplane = dataplane
+        self._refusals.clear()
+
+    def take_request_counts(self) -> dict[str, int]:
+        """Requests per model since the last call (for request rates)."""
+        counts, self.requests_by_model = self.requests_by_model, {}
+        return counts
 
     # --- entry point ----------------------------------------------------------------------
 
     async def handle(self, method: str, data: bytes, context: grpc.aio.ServicerContext, internal: bool) -> bytes:
+        """One request. An external one is timed as `api_request` (with its sizes); a request a
+        peer forwarded was counted by that peer, and the runtime call by `_call_runtime`."""
         started = time.perf_counter()
         code = "OK"
+        response: bytes | None = None
+        model_id = vmodel_id = ""
         try:
             metadata = context.invocation_metadata() or ()
             if not internal:
@@ -124,18 +123,19 @@ class Router:
             timeout = context.time_remaining()
             passthrough = [(k, v) for k, v in metadata if k not in _DROP_HEADERS and not k.startswith(":")]
             if len(ids) == 1:
-                model_id = await self._resolve(*ids[0])
+                requested, is_vmodel = ids[0]
+                model_id = await self._resolve(requested, is_vmodel)
+                if is_vmodel or model_id != requested:
+                    vmodel_id = requested
                 if self.payloads is not None and not internal:
                     response = await self._invoke_with_payloads(ids[0], model_id, method, data, passthrough, timeout)
                 else:
-                    response = await self._invoke(model_id, method, data, passthrough, timeout, internal)
+                    response = await self._invoke(model_id, method, data, passthrough, timeout, internal,
+                                                  vmodel_id)
                 # Costs one more gRPC op (~0.1 ms CPU) than a bare hop; clients rely on it.
                 await context.send_initial_metadata(((MODEL_ID, model_id),))
             else:
                 response = await self._invoke_many(ids, method, data, passthrough, timeout, internal)
-            _, req_size, resp_size = self._children(method, code)
-            req_size.observe(len(data))
-            resp_size.observe(len(response))
             return response
         except MeshError as e:
             code = e.code.name
@@ -150,7 +150,12 @@ class Router:
             code = "CANCELLED"
             raise
         finally:
-            self._children(method, code)[0].observe((time.perf_counter() - started) * 1000)
+            if not internal:
+                api_ms, request_size, response_size = self._requests.api(method, code, model_id, vmodel_id)
+                api_ms.observe((time.perf_counter() - started) * 1000)
+                request_size.observe(len(data))
+                if response is not None:
+                    response_size.observe(len(response))
 
     async def _invoke_with_payloads(self, requested: tuple[str, bool | None], model_id: str, method: str, data: bytes,
                                     metadata: list, timeout: float | None) -> bytes:
@@ -161,7 +166,7 @@ class Router:
         vmodel_id = requested[0] if requested[1] else ""
         payloads.submit(REQUEST_TYPE, request_id, model_id, vmodel_id, method, "OK", data)
         try:
-            response = await self._invoke(model_id, method, data, metadata, timeout, False)
+            response = await self._invoke(model_id, method, data, metadata, timeout, False, vmodel_id)
         except MeshError as e:
             payloads.submit(RESPONSE_TYPE, request_id, model_id, vmodel_id, method, e.code.name, b"")
             raise
@@ -206,12 +211,17 @@ class Router:
             if extracted:  # an id in the body wins over the headers; empty falls back to them
                 return [(extracted, rpc.vmodel_id)]
         ids: list[tuple[str, bool | None]] = []
+        kinds = 0  # bit 1: a model id header, bit 2: a vmodel id header
         for key, value in metadata:
-            if key in (MODEL_ID, VMODEL_ID, MODEL_ID + "-bin", VMODEL_ID + "-bin"):
+            if key in _ID_HEADERS:
                 text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
                 if text:
-                    ids.append((text, key.startswith(VMODEL_ID)))
-        if not ids and rpc is None and method in MODEL_NAME_PATHS:
+                    is_vmodel = key.startswith(VMODEL_ID)
+                    kinds |= 2 if is_vmodel else 1
+                    ids.append((text, is_vmodel))
+        if kinds == 3:
+            raise InvalidRequest("must include only one of model id and vmodel id")
+        if not ids and method in MODEL_NAME_PATHS:
             # ModelReady / ModelMetadata from a plain V2 client: the name field says which model.
             try:
                 name = extract_string(data, MODEL_NAME_PATHS[method])
@@ -238,7 +248,7 @@ class Router:
     # --- routing ------------------------------------------------------------------------
 
     async def _invoke(self, model_id: str, method: str, data: bytes, metadata: list, timeout: float | None,
-                      internal: bool) -> bytes:
+                      internal: bool, vmodel_id: str = "") -> bytes:
         record = self.models.get(model_id) or await self.models.fetch(model_id)
         if record is None:
             raise ModelNotFound(f"Model {model_id} not found")
@@ -252,8 +262,8 @@ class Router:
             if local or (internal and self.instance_id not in tried):
                 try:
                     if copy is None or copy.state is not CopyState.LOADED:
-                        copy = await self._load_here(model_id, record)
-                    return await self._call_local(copy, record, method, data, metadata, timeout)
+                        copy = await self._load_here(model_id, record, vmodel_id)
+                    return await self._call_local(copy, record, method, data, metadata, timeout, vmodel_id)
                 except RuntimeDown as e:
                     if internal:
                         raise
@@ -285,12 +295,12 @@ class Router:
                 raise
             if target == self.instance_id:
                 try:
-                    copy = await self._load_here(model_id, record)
+                    copy = await self._load_here(model_id, record, vmodel_id)
                 except LoadFailed:
                     tried.add(self.instance_id)
                     record = self.models.get(model_id) or record
                     continue
-                return await self._call_local(copy, record, method, data, metadata, timeout)
+                return await self._call_local(copy, record, method, data, metadata, timeout, vmodel_id)
             try:
                 return await self._call_peer(target, live[target], method, data, metadata, timeout, model_id)
             except _PeerFailed as e:
@@ -325,14 +335,30 @@ class Router:
             return LoadFailed(msgs[0])
         return MeshError(f"no instance could serve model {model_id}", grpc.StatusCode.UNAVAILABLE)
 
-    async def _load_here(self, model_id: str, record: ModelRecord) -> LocalCopy:
+    async def _load_here(self, model_id: str, record: ModelRecord, vmodel_id: str = "") -> LocalCopy:
         started = time.perf_counter()
         copy = await self.loader.ensure_local(model_id, record)
-        self.metrics.cache_miss_ms.observe((time.perf_counter() - started) * 1000)
+        self.metrics.cache_miss_ms.observe((time.perf_counter() - started) * 1000, model_id, vmodel_id)
         return copy
 
+    async def _call_runtime(self, method: str, payload: bytes, metadata: list, timeout: float | None,
+                            model_id: str, vmodel_id: str) -> bytes:
+        """The call into the runtime, timed as `invoke_model`."""
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            return await self.serving.call(method, payload, [*metadata, (MODEL_ID, model_id)], timeout)
+        except grpc.aio.AioRpcError as e:
+            code = e.code().name
+            raise
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        finally:
+            self._requests.invoke(method, code, model_id, vmodel_id).observe((time.perf_counter() - started) * 1000)
+
     async def _call_local(self, copy: LocalCopy, record: ModelRecord, method: str, data: bytes, metadata: list,
-                          timeout: float | None, retried: bool = False) -> bytes:
+                          timeout: float | None, vmodel_id: str = "", retried: bool = False) -> bytes:
         path = self._injection_paths.get(method)
         payload = inject_string(data, path, copy.model_id) if path else data
         copy.inflight += 1
@@ -343,9 +369,10 @@ class Router:
             if self.limit_model_concurrency and copy.limiter is not None:
                 queued = time.perf_counter()
                 async with copy.limiter:
-                    self.metrics.req_queue_delay.observe((time.perf_counter() - queued) * 1000)
-                    return await self.serving.call(method, payload, [*metadata, (MODEL_ID, copy.model_id)], timeout)
-            return await self.serving.call(method, payload, [*metadata, (MODEL_ID, copy.model_id)], timeout)
+                    self.metrics.req_queue_delay.observe((time.perf_counter() - queued) * 1000, copy.model_id,
+                                                         vmodel_id)
+                    return await self._call_runtime(method, payload, metadata, timeout, copy.model_id, vmodel_id)
+            return await self._call_runtime(method, payload, metadata, timeout, copy.model_id, vmodel_id)
         except grpc.aio.AioRpcError as e:
             if runtime_said_not_found(e) and not retried:
                 # The runtime lost the model (restart?): reload it once and retry.
@@ -354,8 +381,8 @@ class Router:
                 copy.inflight -= 1
                 await self.loader.unload(copy, "missing in runtime")
                 copy.inflight += 1
-                fresh = await self._load_here(copy.model_id, record)
-                return await self._call_local(fresh, record, method, data, metadata, timeout, retried=True)
+                fresh = await self._load_here(copy.model_id, record, vmodel_id)
+                return await self._call_local(fresh, record, method, data, metadata, timeout, vmodel_id, retried=True)
             if e.code() is grpc.StatusCode.UNAVAILABLE:
                 raise RuntimeDown(f"ModelRuntime UNAVAILABLE: {e.details()}") from None
             raise

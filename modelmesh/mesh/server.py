@@ -10,12 +10,11 @@ from pathlib import Path
 import grpc
 
 from modelmesh.mesh.api import ModelMeshApi
+from modelmesh.mesh.coordinator import ENSURE_LOADED
 from modelmesh.mesh.router import Router
 from modelmesh.mesh.v2_server import V2ServerRpcs
 from modelmesh.protos import model_mesh_pb2 as pb
 from modelmesh.protos.model_mesh_pb2_grpc import add_ModelMeshServicer_to_server
-
-ENSURE_LOADED = "/mmesh.ModelMesh/ensureLoaded"
 
 
 class _RawInference(grpc.GenericRpcHandler):

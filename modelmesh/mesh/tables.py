@@ -7,8 +7,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
-from modelmesh.kv import Change, KVStore, Lease, WatchedPrefix
-from modelmesh.mesh.errors import MeshError
+from modelmesh.kv import Change, KVStore, Lease, StoreError, StoreUnavailable, WatchedPrefix
+from modelmesh.mesh.errors import MeshError, StoreDown
 from modelmesh.observability.logging import get_logger
 
 log = get_logger("modelmesh.mesh.tables")
@@ -149,6 +149,10 @@ class Table(Generic[R]):
             self._snapshot = self.view.snapshot()
         return self._snapshot
 
+    def records(self) -> list[tuple[str, R]]:
+        """(id, record) pairs of the view, for scans off the hot path (no snapshot dict kept)."""
+        return list(self.view.items())
+
     def _changed(self, changes: list[Change[R]]) -> None:
         self._snapshot = None
         recent = self._recent
@@ -242,16 +246,41 @@ class Table(Generic[R]):
             await self.wait_for(id, lambda r: r is None, ECHO_TIMEOUT_S)
         return existed
 
+    async def delete_if(self, id: str, condition: Callable[[R], bool]) -> R | None:
+        """Delete the record only if `condition(record)` holds, as a compare-and-delete at the
+        revision the condition was checked on (re-checked after a concurrent change), so a
+        write that would make the condition false cannot slip in between. Returns the record
+        when the condition refused; None when it was deleted or did not exist."""
+        entry = self._entry(id)
+        if entry is None:
+            kv = await self.store.get(self._key(id))
+            if kv is None:
+                return None
+            entry = (self._decode(kv.value), kv.mod_revision)
+        current, revision = entry
+        for _ in range(CAS_ATTEMPTS):
+            if not condition(current):
+                return current
+            ok, kv = await self.store.compare_and_delete(self._key(id), revision)
+            if ok or kv is None:
+                self._recent.pop(id, None)
+                await self.wait_for(id, lambda r: r is None, ECHO_TIMEOUT_S)
+                return None
+            current, revision = self._decode(kv.value), kv.mod_revision
+        raise MeshError(f"too much contention deleting {self.name}/{id}")
+
     async def fetch(self, id: str) -> R | None:
         """Read through to the store, for ids the view does not (yet) know: another
-        instance may have just written them. Only misses pay this round trip."""
+        instance may have just written them. Only misses pay this round trip; StoreDown
+        (UNAVAILABLE) when the store cannot be reached."""
         record = self.get(id)
         if record is not None:
             return record
         try:
             kv = await self.store.get(self._key(id))
-        except Exception:  # noqa: BLE001 - store down: the view is all we know
-            return None
+        except (StoreUnavailable, StoreError) as e:
+            # Not in our view and the store cannot say: unknown, which is not "not found".
+            raise StoreDown(f"coordination store unavailable, cannot look up {self.name}/{id}: {e}") from None
         return self._decode(kv.value) if kv is not None else None
 
     async def read(self, id: str) -> R | None:

@@ -29,7 +29,8 @@ class TestRuntimeProcess:
     """harness.test_runtime as a process."""
 
     def __init__(self, workdir: Path, name: str, capacity: int, default_size: int = 1_000_000,
-                 load_timeout_ms: int = 10000, loading: int = 4, allow_any_method: bool = True) -> None:
+                 load_timeout_ms: int = 10000, loading: int = 4, allow_any_method: bool = True,
+                 limit_concurrency: bool = False) -> None:
         self.workdir = workdir
         self.name = name
         self.port = free_port()
@@ -37,6 +38,7 @@ class TestRuntimeProcess:
                     "TEST_RUNTIME_CAPACITY": str(capacity), "TEST_RUNTIME_DEFAULT_SIZE": str(default_size),
                     "TEST_RUNTIME_LOAD_TIMEOUT_MS": str(load_timeout_ms), "TEST_RUNTIME_LOADING": str(loading),
                     "TEST_RUNTIME_ALLOW_ANY_METHOD": "1" if allow_any_method else "0",
+                    "TEST_RUNTIME_LIMIT_CONCURRENCY": "1" if limit_concurrency else "0",
                     "PYTHONPATH": f"{ROOT / 'tests'}:{ROOT}"}
         self.proc: ManagedProcess | None = None
 
@@ -77,7 +79,13 @@ class MeshProcess:
             "MM_LEASE_TTL_SECS": "3", "SHUTDOWN_TIMEOUT_MS": "20000", "LOG_LEVEL": "info",
             **(extra_env or {}),
         }
+        # A test's own MM_METRICS (extra options) says `{port}` for the port chosen here.
+        self.env["MM_METRICS"] = self.env["MM_METRICS"].replace("{port}", str(self.metrics_port))
         self.proc: ManagedProcess | None = None
+        self.log_path = self.workdir / f"mesh-{self.instance_id}.log"
+        # Exit codes of the runs that ended other than by kill() (checked by problems()).
+        self.exit_codes: list[int | None] = []
+        self._run_over = True
 
     @property
     def target(self) -> str:
@@ -85,16 +93,38 @@ class MeshProcess:
 
     def start(self, timeout: float = 60) -> "MeshProcess":
         self.proc = ManagedProcess(f"mesh-{self.instance_id}", [sys.executable, "-m", "modelmesh.cli", "runtime"],
-                                   self.workdir / f"mesh-{self.instance_id}.log", env=self.env)
+                                   self.log_path, env=self.env)
+        self._run_over = False
         self.proc.start(lambda: _get_status(f"http://127.0.0.1:{self.probe_port}/ready") == 200, timeout=timeout)
         return self
 
     def stop(self, grace: float = 30) -> int | None:
-        return self.proc.stop(grace=grace) if self.proc else None
+        """SIGTERM, then SIGKILL after `grace` (a graceful exit is code 0)."""
+        if self.proc is None:
+            return None
+        code = self.proc.stop(grace=grace)
+        if not self._run_over:
+            self.exit_codes.append(code)
+            self._run_over = True
+        return code
 
     def kill(self) -> None:
+        """SIGKILL on purpose: this run's exit code is not a problem."""
         if self.proc:
+            self._run_over = True
             self.proc.kill()
+
+    def problems(self) -> list[str]:
+        """What says this instance misbehaved: a run that ended with a non-zero code (crashed,
+        or did not finish a graceful stop in time) and every error or traceback it logged."""
+        found = [f"mesh {self.instance_id} exited with {code}" for code in self.exit_codes if code != 0]
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        found += [f"mesh {self.instance_id} logged: {line[:2000]}" for line in lines
+                  if "Traceback" in line or '"level":"error"' in line or '"level":"critical"' in line]
+        return found
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:

@@ -4,13 +4,18 @@ client and a real server, without stopping the server (fault injection only)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from harness.process import free_port
 
 
 class TcpProxy:
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1",
+                 upstream_tap: Callable[[], Callable[[bytes], None]] | None = None) -> None:
+        """`upstream_tap`, when given, makes per connection a function that sees every
+        chunk the client sends (a test's observer of the wire)."""
         self.target = (target_host, target_port)
+        self._upstream_tap = upstream_tap
         self.port = free_port()
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -47,9 +52,13 @@ class TcpProxy:
             return
         self._writers.update((client_w, server_w))
 
-        async def pump(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        tap = self._upstream_tap() if self._upstream_tap is not None else None
+
+        async def pump(r: asyncio.StreamReader, w: asyncio.StreamWriter, tap=None) -> None:
             try:
                 while data := await r.read(65536):
+                    if tap is not None:
+                        tap(data)
                     w.write(data)
                     await w.drain()
             except (OSError, asyncio.IncompleteReadError):
@@ -59,7 +68,7 @@ class TcpProxy:
                 self._writers.discard(w)
 
         try:
-            await asyncio.gather(pump(client_r, server_w), pump(server_r, client_w))
+            await asyncio.gather(pump(client_r, server_w, tap), pump(server_r, client_w))
         except asyncio.CancelledError:
             # The loop is shutting down under an open connection: just drop it.
             client_w.transport.abort()

@@ -3,14 +3,17 @@
 It stands in for a real model server where the test needs to control what a runtime does
 (load delays, failures, sizes, crashes); tests through real MLServer/Triton cover the real
 thing. Behaviour per model comes from its model key JSON:
-  {"load_ms": 200, "fail": "message", "size": 123456, "infer_ms": 5}
+  {"load_ms": 200, "fail": "message", "size": 123456, "infer_ms": 5, "fail_on": ["runtime name", ...],
+   "max_concurrency": 2}
+(size 0: loadModel reports no size, so the mesh asks modelSize)
 ModelInfer answers with the model name it was addressed to, the mm-model-id header it saw,
 this runtime's name (env TEST_RUNTIME_NAME) and its inputs echoed as raw outputs.
 
 Run: python -m harness.test_runtime  (env TEST_RUNTIME_PORT, TEST_RUNTIME_CAPACITY,
 TEST_RUNTIME_NAME, TEST_RUNTIME_DEFAULT_SIZE, TEST_RUNTIME_LOAD_TIMEOUT_MS, TEST_RUNTIME_LOADING;
 TEST_RUNTIME_SOCKET listens on a unix socket instead; TEST_RUNTIME_ALLOW_ANY_METHOD=0 reports
-allowAnyMethod false with methodInfos for ModelInfer and ModelMetadata, as the built-in adapters do)
+allowAnyMethod false with methodInfos for ModelInfer and ModelMetadata, as the built-in adapters do;
+TEST_RUNTIME_LIMIT_CONCURRENCY=1 reports limitModelConcurrency)
 """
 
 from __future__ import annotations
@@ -36,9 +39,12 @@ class State:
         self.load_timeout_ms = int(os.environ.get("TEST_RUNTIME_LOAD_TIMEOUT_MS", "10000"))
         self.loading = int(os.environ.get("TEST_RUNTIME_LOADING", "4"))
         self.allow_any_method = os.environ.get("TEST_RUNTIME_ALLOW_ANY_METHOD", "1") != "0"
+        self.limit_concurrency = os.environ.get("TEST_RUNTIME_LIMIT_CONCURRENCY", "0") == "1"
         self.loaded: dict[str, dict] = {}
         self.peak_bytes = 0
         self.loads = 0
+        self.load_attempts: dict[str, int] = {}
+        self.deadlines: list[float | None] = []  # time remaining (s) each ModelInfer arrived with
 
 
 class Runtime(ModelRuntimeServicer):
@@ -53,19 +59,22 @@ class Runtime(ModelRuntimeServicer):
             defaultModelSizeInBytes=self.s.default_size, runtimeVersion="test-1",
             methodInfos={f"inference.GRPCInferenceService/{m}": rt.RuntimeStatusResponse.MethodInfo(
                 idInjectionPath=[1]) for m in ("ModelInfer", "ModelMetadata")},
-            allowAnyMethod=self.s.allow_any_method)
+            allowAnyMethod=self.s.allow_any_method, limitModelConcurrency=self.s.limit_concurrency)
 
     async def loadModel(self, request, context):
         spec = json.loads(request.modelKey or "{}")
+        self.s.load_attempts[request.modelId] = self.s.load_attempts.get(request.modelId, 0) + 1
         if spec.get("load_ms"):
             await asyncio.sleep(spec["load_ms"] / 1000)
         if spec.get("fail"):
             await context.abort(grpc.StatusCode.INTERNAL, spec["fail"])
+        if self.s.name in spec.get("fail_on", ()):  # fails on the runtimes named, loads elsewhere
+            await context.abort(grpc.StatusCode.INTERNAL, f"load failed on {self.s.name}")
         size = int(spec.get("size", self.s.default_size))
-        self.s.loaded[request.modelId] = {"size": size, "spec": spec}
+        self.s.loaded[request.modelId] = {"size": size or self.s.default_size, "spec": spec}
         self.s.loads += 1
         self.s.peak_bytes = max(self.s.peak_bytes, sum(m["size"] for m in self.s.loaded.values()))
-        return rt.LoadModelResponse(sizeInBytes=size)
+        return rt.LoadModelResponse(sizeInBytes=size, maxConcurrency=int(spec.get("max_concurrency", 0)))
 
     async def unloadModel(self, request, context):
         self.s.loaded.pop(request.modelId, None)
@@ -85,6 +94,7 @@ class Inference(GRPCInferenceServiceServicer):
         self.s = state
 
     async def ModelInfer(self, request, context):
+        self.s.deadlines.append(context.time_remaining())
         model = self.s.loaded.get(request.model_name)
         if model is None:
             # Triton's wording, which the mesh treats as "runtime lost the model".
@@ -109,6 +119,11 @@ class Inference(GRPCInferenceServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"Model {request.name} not found")
         return v2.ModelReadyResponse(ready=True)
 
+    async def ModelMetadata(self, request, context):
+        if request.name not in self.s.loaded:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"Model {request.name} not found")
+        return v2.ModelMetadataResponse(name=request.name, platform=self.s.name)
+
 
 async def main() -> None:
     state = State()
@@ -119,7 +134,8 @@ async def main() -> None:
     # `/test.Admin/Loaded` lists loaded models (JSON) so tests can check the runtime side.
     async def loaded(request: bytes, context) -> bytes:
         return json.dumps({"loaded": {k: v["size"] for k, v in state.loaded.items()},
-                           "peak_bytes": state.peak_bytes, "loads": state.loads}).encode()
+                           "peak_bytes": state.peak_bytes, "loads": state.loads,
+                           "load_attempts": state.load_attempts, "deadlines": state.deadlines[-100:]}).encode()
 
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
         "test.Admin", {"Loaded": grpc.unary_unary_rpc_method_handler(loaded)}),))

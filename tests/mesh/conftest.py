@@ -26,6 +26,10 @@ def nodes(tmp_path):
             node.stop()
         except Exception:  # noqa: BLE001
             pass
+    # A mesh that crashed, hung on SIGTERM or logged an error fails the test that ran it.
+    problems = [p for node in started for p in node.mesh.problems()]
+    if problems:
+        pytest.fail("mesh instances misbehaved:\n" + "\n".join(problems[:20]), pytrace=False)
 
 
 @pytest.fixture

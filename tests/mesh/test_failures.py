@@ -127,6 +127,10 @@ async def test_deadline_propagates_to_the_runtime(etcd, nodes, client_for):
         await c.infer("slow", timeout=0.5)
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert asyncio.get_running_loop().time() - started < 2.5
+    # The runtime got the client's deadline, less the hop: not none, not a longer one (the
+    # grpc-timeout header is rounded on each hop, hence the small margin).
+    seen = (await node.runtime.loaded())["deadlines"][-1]
+    assert seen is not None and 0.2 < seen <= 0.52, seen
     # The mesh stays healthy for the next request.
     await c.mesh.registerModel(pb.RegisterModelRequest(modelId="fast", modelInfo=model_info()))
     assert (await c.infer("fast")).model_name == "fast"
@@ -165,3 +169,85 @@ async def test_runtime_restart_is_detected_and_its_copies_forgotten(etcd, nodes,
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)
     assert (await ca.infer("rr-1")).model_name == "rr-1"  # reloads transparently
+
+
+async def test_load_failures_are_retried_on_other_instances_for_api_loads(etcd, nodes, client_for):
+    """registerModel(loadNow, sync) and ensureLoaded(sync) retry a failed load elsewhere, on
+    up to min(3, instances) instances, like a request does (the reference's rule)."""
+    cluster = [nodes(etcd, f"rt{i}") for i in range(4)]
+    c = client_for(cluster[0])
+    # Fails where it is placed first (rt0: local preference), loads on another instance.
+    st = await c.mesh.registerModel(pb.RegisterModelRequest(
+        modelId="picky", modelInfo=model_info(fail_on=["rt0"]), loadNow=True, sync=True), timeout=60)
+    assert st.status == ST.LOADED, st
+    assert {ci.location for ci in st.modelCopyInfos if ci.copyStatus == ST.LOADING_FAILED} == {"loc-rt0"}
+    assert len([ci for ci in st.modelCopyInfos if ci.copyStatus == ST.LOADED]) == 1
+    # Fails everywhere: tried on exactly 3 of the 4 instances, every failure listed.
+    st = await c.mesh.registerModel(pb.RegisterModelRequest(
+        modelId="hopeless", modelInfo=model_info(fail_on=[f"rt{i}" for i in range(4)]), loadNow=True, sync=True),
+        timeout=60)
+    assert st.status == ST.LOADING_FAILED, st
+    failed_at = {ci.location for ci in st.modelCopyInfos if ci.copyStatus == ST.LOADING_FAILED}
+    assert len(failed_at) == 3, st
+    assert sorted(st.errors) == sorted(f"load failed on {loc[4:]}" for loc in failed_at)
+    attempts = [(await n.runtime.loaded())["load_attempts"].get("hopeless", 0) for n in cluster]
+    assert sorted(attempts) == [0, 1, 1, 1], attempts
+    # ensureLoaded(sync) on a registered, unloaded model: the same retry.
+    await c.mesh.registerModel(pb.RegisterModelRequest(modelId="picky2", modelInfo=model_info(fail_on=["rt0"])))
+    st = await c.mesh.ensureLoaded(pb.EnsureLoadedRequest(modelId="picky2", sync=True), timeout=60)
+    assert st.status == ST.LOADED, st
+
+
+async def test_etcd_outage_longer_than_the_lease_serves_loaded_models_from_memory(private_etcd, nodes, client_for):
+    """etcd down for longer than the instance leases (so every instance record is gone when it
+    comes back) and back: requests for loaded models never fail; what needs the store
+    answers UNAVAILABLE, never NOT_FOUND."""
+    etcd = private_etcd
+    cluster = [nodes(etcd, f"eo{i}", capacity=50 * MB) for i in range(2)]
+    clients = [client_for(n) for n in cluster]
+    ids = [f"eo-{i:02d}" for i in range(20)]
+    await _register_many(clients[0], ids)
+    rng = random.Random(8)
+    # Every model loaded, and each instance has seen where every copy is.
+    assert await _drive(clients, ids, count=200, concurrency=8, rng=rng) == []
+    done: list = []
+    traffic = asyncio.ensure_future(_drive(clients, ids, count=4000, concurrency=4, rng=rng, progress=done))
+    etcd.stop()
+    # Longer than the lease TTL (3 s in the harness): both instances lose their lease.
+    await wait_for(lambda: all("lease lost" in n.mesh.log_path.read_text() for n in cluster) or traffic.done(), 60)
+    assert not traffic.done(), "traffic ended before the outage was long enough"
+    # A model the instance has never seen needs the store: UNAVAILABLE, not NOT_FOUND.
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await clients[0].infer("never-registered", timeout=10)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value
+    etcd.start()
+    failures = await traffic
+    assert failures == []
+    assert await _drive(clients, ids, count=200, concurrency=8, rng=rng) == []
+
+
+async def test_a_reload_while_etcd_is_down_still_serves(private_etcd, nodes, client_for):
+    """The runtime lost a loaded model while etcd is down: the mesh reloads it and serves,
+    without the registry write it would make with the store up."""
+    etcd = private_etcd
+    node = nodes(etcd, "eo-reload")
+    c = client_for(node)
+    await c.mesh.registerModel(pb.RegisterModelRequest(modelId="eo-amnesia", modelInfo=model_info()))
+    await c.infer("eo-amnesia")
+    etcd.stop()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{node.runtime.port}") as ch:
+        from modelmesh.protos import model_runtime_pb2 as rt
+        from modelmesh.protos.model_runtime_pb2_grpc import ModelRuntimeStub
+        await ModelRuntimeStub(ch).unloadModel(rt.UnloadModelRequest(modelId="eo-amnesia"))
+    resp = await c.infer("eo-amnesia")
+    assert resp.model_name == "eo-amnesia"
+    assert (await node.runtime.loaded())["loads"] == 2
+    etcd.start()
+    # Back in the registry once the store is back.
+    async def listed() -> bool:
+        st = await c.mesh.getModelStatus(pb.GetStatusRequest(modelId="eo-amnesia"))
+        return st.status == ST.LOADED
+    deadline = asyncio.get_running_loop().time() + 30
+    while not await listed():
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.1)

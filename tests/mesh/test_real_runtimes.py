@@ -31,6 +31,9 @@ def pods(tmp_path, etcd, storage_config_dir):
     yield start
     for pod in started:
         pod.stop()
+    problems = [p for pod in started for p in pod.mesh.problems()]
+    if problems:
+        pytest.fail("mesh instances misbehaved:\n" + "\n".join(problems[:20]), pytrace=False)
 
 
 async def test_mlserver_and_triton_pods_serve_models_from_s3(pods, s3_models):
@@ -54,6 +57,13 @@ async def test_mlserver_and_triton_pods_serve_models_from_s3(pods, s3_models):
         req.raw_input_contents.append(struct.pack("<3f", 1.0, 2.0, 3.0))
         resp = await infer.ModelInfer(req, metadata=[("mm-model-id", "doubler__isvc-2")], timeout=120)
         assert struct.unpack("<3f", resp.raw_output_contents[0]) == (2.0, 4.0, 6.0)
+
+        # V2 health as tritonclient asks it: the server RPCs answered by the mesh, ModelReady
+        # routed by its name to the server holding the model (the adapters list no ModelReady).
+        assert (await infer.ServerReady(v2.ServerReadyRequest(), timeout=10)).ready
+        assert (await infer.ServerLive(v2.ServerLiveRequest(), timeout=10)).live
+        for model_id in ("iris__isvc-1", "doubler__isvc-2"):
+            assert (await infer.ModelReady(v2.ModelReadyRequest(name=model_id), timeout=60)).ready, model_id
 
         # A corrupt model: LOADING_FAILED with the model server's reason, nothing else affected.
         st = await mesh.registerModel(pb.RegisterModelRequest(

@@ -66,3 +66,4 @@ async def test_runtime_on_a_unix_socket(etcd, tmp_path):
     finally:
         mesh.stop()
         runtime.stop()
+    assert mesh.problems() == []

@@ -95,3 +95,40 @@ async def test_api_errors(etcd, nodes, client_for):
     await c.mesh.unregisterModel(pb.UnregisterModelRequest(modelId="never-registered"))  # unknown id: OK
     await c.mesh.unregisterModel(pb.UnregisterModelRequest(modelId="dup"))
     assert (await c.mesh.getModelStatus(pb.GetStatusRequest(modelId="dup"))).status == ST.NOT_FOUND
+
+
+async def test_unregister_cannot_race_set_vmodel_on_another_instance(etcd, nodes, client_for):
+    """unregisterModel on one instance and setVModel pointing at the same model on another,
+    at the same time: never both succeed (a vmodel left pointing at a deleted model)."""
+    import asyncio
+
+    a, b = nodes(etcd, "race-a"), nodes(etcd, "race-b")
+    ca, cb = client_for(a), client_for(b)
+    ids = [f"race-{i:02d}" for i in range(40)]
+    for mid in ids:
+        await ca.mesh.registerModel(pb.RegisterModelRequest(modelId=mid, modelInfo=model_info()))
+    for mid in ids:  # b has seen every model
+        deadline = asyncio.get_running_loop().time() + 10
+        while (await cb.mesh.getModelStatus(pb.GetStatusRequest(modelId=mid))).status == ST.NOT_FOUND:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+
+    async def outcome(call):
+        try:
+            await call
+            return "OK"
+        except grpc.aio.AioRpcError as e:
+            return e.code().name
+
+    async def race(mid):
+        return await asyncio.gather(
+            outcome(ca.mesh.unregisterModel(pb.UnregisterModelRequest(modelId=mid))),
+            outcome(cb.mesh.setVModel(pb.SetVModelRequest(vModelId="v-" + mid, targetModelId=mid, owner="o"))))
+
+    results = dict(zip(ids, await asyncio.gather(*(race(mid) for mid in ids))))
+    for mid, (unregistered, vmodel_set) in results.items():
+        assert (unregistered, vmodel_set) in (("OK", "NOT_FOUND"), ("FAILED_PRECONDITION", "OK")), (mid, results)
+        vst = await ca.mesh.getVModelStatus(pb.GetVModelStatusRequest(vModelId="v-" + mid, owner="o"))
+        mst = await ca.mesh.getModelStatus(pb.GetStatusRequest(modelId=mid))
+        if vst.status != VS.NOT_FOUND:  # a vmodel never points at a deleted model
+            assert mst.status != ST.NOT_FOUND, (mid, results[mid])
