@@ -229,7 +229,7 @@ class ConfigDir:
                 del self.files[path]
                 self._seen.pop(path, None)
                 changed = True
-        for path, stamp in now.items():
+        for path, stamp in sorted(now.items()):
             if self._seen.get(path) != stamp:
                 self._seen[path] = stamp
                 self.files[path] = read_file(Path(path), self.storage, self.path)
@@ -238,12 +238,12 @@ class ConfigDir:
 
     def models(self) -> tuple[dict[str, DeclaredModel], list[InvalidModel], dict[str, list[str]]]:
         """(valid models by name, invalid ones, errors by file). A name declared twice is
-        an error of the later file (files in name order)."""
+        an error of the file seen later (at start, files in name order), so adding a file
+        never takes a model away from the file that already serves it."""
         models: dict[str, DeclaredModel] = {}
         invalid: list[InvalidModel] = []
         errors: dict[str, list[str]] = {}
-        for path in sorted(self.files):
-            result = self.files[path]
+        for path, result in self.files.items():
             if result.errors:
                 errors[path] = list(result.errors)
             for m in result.models:
