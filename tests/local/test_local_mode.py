@@ -327,3 +327,83 @@ spec:
         assert mode.ready()  # a model that fails to load does not make the front door unready
     finally:
         await asyncio.to_thread(mode.stop)
+
+
+def test_custom_runtimes_started_by_command(tmp_path, models):
+    """Two ServingRuntimes with a command: MLServer driven by the built-in adapter, and a
+    runtime implementing the SPI itself (the test runtime) with the puller in front."""
+    import sys
+
+    from harness.local_mode import ROOT
+    from harness.mesh_client import infer_request
+    from harness.process import free_port
+
+    from modelmesh.protos.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    config = tmp_path / "config"
+    (config / "models" / "echo").mkdir(parents=True)
+    (config / "models" / "echo" / "weights.bin").write_bytes(b"\x00" * 64)
+    mls_grpc, mls_http, mls_metrics, spi = free_port(), free_port(), free_port(), free_port()
+    (config / "runtimes.yaml").write_text(f"""\
+apiVersion: serving.kserve.io/v1alpha1
+kind: ServingRuntime
+metadata: {{name: my-mlserver}}
+spec:
+  supportedModelFormats: [{{name: sklearn, version: "0", autoSelect: true}}]
+  multiModel: true
+  grpcDataEndpoint: "port:{mls_grpc}"
+  containers:
+    - name: mlserver
+      command: ["{tools.mlserver_venv() / 'bin' / 'mlserver'}", start, "$(MODELMESH_MODELS_DIR)"]
+      env:
+        - {{name: MLSERVER_GRPC_PORT, value: "{mls_grpc}"}}
+        - {{name: MLSERVER_HTTP_PORT, value: "{mls_http}"}}
+        - {{name: MLSERVER_METRICS_PORT, value: "{mls_metrics}"}}
+        - {{name: MLSERVER_HOST, value: 127.0.0.1}}
+        - {{name: MLSERVER_LOAD_MODELS_AT_STARTUP, value: "false"}}
+        - {{name: MLSERVER_PARALLEL_WORKERS, value: "0"}}
+  builtInAdapter: {{serverType: mlserver, runtimeManagementPort: {mls_grpc}}}
+---
+apiVersion: serving.kserve.io/v1alpha1
+kind: ServingRuntime
+metadata: {{name: echo-runtime}}
+spec:
+  supportedModelFormats: [{{name: echo, autoSelect: true}}]
+  multiModel: true
+  grpcEndpoint: "port:{spi}"
+  grpcDataEndpoint: "port:{spi}"
+  containers:
+    - name: echo
+      command: ["{sys.executable}", -m, harness.test_runtime]
+      env:
+        - {{name: TEST_RUNTIME_PORT, value: "{spi}"}}
+        - {{name: TEST_RUNTIME_NAME, value: echo-runtime}}
+        - {{name: PYTHONPATH, value: "{ROOT / 'tests'}:{ROOT}"}}
+---
+kind: ServingRuntime
+metadata: {{name: no-command}}
+spec: {{containers: [{{name: x, image: "some/image:1"}}], grpcDataEndpoint: "port:1"}}
+""")
+    (config / "iris.yaml").write_text(isvc_yaml("iris", f"file://{models['iris-a']}"))
+    (config / "echo.yaml").write_text(isvc_yaml("echo", "models/echo", "echo"))
+    mode = LocalMode(tmp_path, config, tmp_path / "state")
+    mode.args[mode.args.index("--runtimes") + 1] = "none"
+    try:
+        mode.start()
+        assert [r["instance"] for r in mode.status()["runtimes"]] == ["my-mlserver-0", "echo-runtime-0"]
+        errors = mode.status()["file_errors"][str(config / "runtimes.yaml")]
+        assert errors == [("ServingRuntime no-command: spec.containers[0].command is required in local mode "
+                          "(an image cannot run here)")]
+        mode.wait_model("iris")
+        assert mode.infer_rest("iris")[1]["outputs"][0]["data"] == iris_expected()
+        mode.wait_model("echo")
+        with grpc.insecure_channel(f"127.0.0.1:{mode.grpc_port}") as ch:
+            request = infer_request()
+            request.model_name = "echo"  # in this mode the name field routes (and wins over the header)
+            resp = GRPCInferenceServiceStub(ch).ModelInfer(request, metadata=[("mm-vmodel-id", "echo")], timeout=60)
+        assert resp.parameters["runtime"].string_param == "echo-runtime"
+        # The puller linked the model in for the runtime.
+        pulled = list((tmp_path / "state" / "instances" / "echo-runtime-0" / "models").glob("echo__isvc-*/echo"))
+        assert len(pulled) == 1 and (pulled[0] / "weights.bin").exists()
+    finally:
+        mode.stop()

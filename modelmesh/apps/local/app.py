@@ -25,6 +25,7 @@ from prometheus_client.samples import Sample
 
 from modelmesh import __version__
 from modelmesh.apps.local.children import ChildFailed
+from modelmesh.apps.local.custom_runtime import InvalidRuntime, parse_custom_runtime
 from modelmesh.apps.local.declared import ConfigDir, LocalStorage
 from modelmesh.apps.local.instance import InstancePlan, RuntimeInstance, constraints_json
 from modelmesh.apps.local.registrar import Registrar, status_json
@@ -99,6 +100,8 @@ class LocalApp:
         self._announced = False
         self._snapshot: str | None = None
         self._state = "starting"
+        self._runtime_docs: str = ""
+        self._runtimes_noted = False
 
     # --- readiness -------------------------------------------------------------------------
 
@@ -147,11 +150,18 @@ class LocalApp:
         except (KVConfigError, StoreError, OSError) as e:
             raise StartupError(f"coordination store: {e}") from None
 
-        constraints = constraints_json(type_constraints([(r.name, r.spec) for r in runtimes], True))
+        # Custom runtimes are read once, at start (their ports and commands are fixed).
         mounts = self.state_dir / "mounts"
+        self.config = ConfigDir(self.config_dir, LocalStorage(mounts))
+        await asyncio.to_thread(self.config.scan)
+        runtimes = runtimes + self._custom_runtimes()
+        if not runtimes:
+            raise StartupError("no runtime to start: --runtimes none and no custom runtime in the config dir")
+        self._runtime_docs = self._runtime_fingerprint()
+        constraints = constraints_json(type_constraints([(r.name, r.spec) for r in runtimes], True))
         plans = []
         for r in runtimes:
-            for i in range(s.instances):
+            for i in range(1 if r.fixed_ports else s.instances):
                 plans.append(InstancePlan(
                     runtime=r, index=i, workdir=self.state_dir / "instances" / f"{r.name}-{i}",
                     grpc_port=s.grpc_port if not plans else 0, model_memory_bytes=s.model_memory_bytes,
@@ -198,11 +208,29 @@ class LocalApp:
         self.mesh_client = GrpcMeshClient(resolve, timeout_s=30)
         catalog = RuntimeCatalog(served={r.name: frozenset(r.labels()) for r in runtimes})
         self.registrar = Registrar(self.mesh_client, catalog, self.state_dir / "registered.json", self.config_dir)
-        self.config = ConfigDir(self.config_dir, LocalStorage(mounts))
         self._state = "running"
         await self._reconcile()
         self._loop_task = asyncio.create_task(self._loop(), name="local-reconcile")
         self._loop_task.add_done_callback(self._loop_ended)
+
+    def _custom_runtimes(self) -> list:
+        found = []
+        for path, doc in self.config.runtime_documents():
+            try:
+                runtime = parse_custom_runtime(doc)
+            except InvalidRuntime as e:
+                name = (doc.get("metadata") or {}).get("name", "?")
+                self.config.add_error(path, f"{doc.get('kind')} {name}: {e}")
+                continue
+            if any(r.name == runtime.name for r in found):
+                self.config.add_error(path, f"runtime {runtime.name!r} is declared twice")
+                continue
+            found.append(runtime)
+            self.say(f"custom runtime {runtime.name} from {os.path.basename(path)}")
+        return found
+
+    def _runtime_fingerprint(self) -> str:
+        return json.dumps([doc for _, doc in self.config.runtime_documents()], sort_keys=True, default=str)
 
     # --- the config dir -> mesh loop -------------------------------------------------------
 
@@ -222,7 +250,10 @@ class LocalApp:
 
     async def _reconcile(self) -> None:
         assert self.config is not None and self.registrar is not None
-        changed = await asyncio.to_thread(self.config.scan)
+        changed = await asyncio.to_thread(self.config.scan) or not self._scanned
+        if changed and self._runtime_fingerprint() != self._runtime_docs and not self._runtimes_noted:
+            self._runtimes_noted = True
+            self.say("a runtime document changed: runtimes are read at start; restart modelmesh local to apply it")
         if changed:
             models, invalid, errors = self.config.models()
             for path, problems in errors.items():

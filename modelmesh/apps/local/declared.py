@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from modelmesh.apps.local.runtimes import BUILTIN as BUILTIN_RUNTIMES
 from modelmesh.modelspec.model_info import concrete_model_id, type_label
 from modelmesh.modelspec.spec import (
     DEPLOYMENT_MODE_ANNOTATION,
@@ -63,6 +64,7 @@ class FileResult:
     invalid: list[InvalidModel] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # problems not tied to one model name
     notes: list[str] = field(default_factory=list)  # documents read but not acted on
+    runtimes: list[dict[str, Any]] = field(default_factory=list)  # custom runtime documents
 
 
 class LocalStorage:
@@ -170,8 +172,10 @@ def read_file(path: Path, storage: LocalStorage, base_dir: Path) -> FileResult:
         kind = doc.get("kind")
         name = ((doc.get("metadata") or {}).get("name") if isinstance(doc.get("metadata"), dict) else None) or ""
         if kind in RUNTIME_KINDS:
-            result.notes.append(f"{kind} {name}: the built-in runtimes are used in local mode; "
-                                "custom runtimes are not supported yet")
+            if name in BUILTIN_RUNTIMES:
+                result.notes.append(f"{kind} {name}: built into local mode; this document is not applied")
+            else:
+                result.runtimes.append(doc)
             continue
         if kind not in MODEL_KINDS:
             result.errors.append(f"document {i}: kind {kind!r} is not used in local mode "
@@ -259,6 +263,12 @@ class ConfigDir:
                     continue
                 invalid.append(inv)
         return models, invalid, errors
+
+    def runtime_documents(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(path, doc) for path, r in self.files.items() for doc in r.runtimes]
+
+    def add_error(self, path: str, message: str) -> None:
+        self.files[path].errors.append(message)
 
     def notes(self) -> dict[str, list[str]]:
         return {p: list(r.notes) for p, r in sorted(self.files.items()) if r.notes}

@@ -14,7 +14,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from modelmesh.apps.local.children import Child, ChildFailed, SupervisedPair
-from modelmesh.apps.local.runtimes import BuiltinRuntime, adapter_command, http_ok, port_open
+from modelmesh.apps.local.custom_runtime import CustomRuntime
+from modelmesh.apps.local.runtimes import BuiltinRuntime, http_ok, port_open, role_command
 from modelmesh.config.common import MetricsSpec
 from modelmesh.config.mesh import MeshSettings
 from modelmesh.config.settings import load_settings
@@ -38,7 +39,7 @@ def free_port() -> int:
 
 @dataclasses.dataclass(frozen=True)
 class InstancePlan:
-    runtime: BuiltinRuntime
+    runtime: BuiltinRuntime | CustomRuntime
     index: int
     workdir: Path  # <state>/instances/<id>
     grpc_port: int  # the mesh's external port (the front door for the first instance)
@@ -66,32 +67,44 @@ class RuntimeInstance:
         self.mesh: MeshInstance | None = None
 
     def _make_pair(self) -> tuple[Child, Child, SupervisedPair]:
-        plan, root = self.plan, self.root
-        grpc_port, http_port, metrics_port, adapter_port = free_port(), free_port(), free_port(), free_port()
-        self.ports = (adapter_port, grpc_port)
+        """The model server and, in front of it, the built-in adapter (or, for a custom
+        runtime that implements the SPI itself, the puller)."""
+        plan, root, runtime = self.plan, self.root, self.plan.runtime
+        grpc_port, http_port, metrics_port, front_port = free_port(), free_port(), free_port(), free_port()
         logs = plan.workdir / "logs"
-        launch = plan.runtime.launch(root / plan.runtime.models_subdir, grpc_port, http_port, metrics_port)
+        launch = runtime.launch(root / runtime.models_subdir if runtime.models_subdir else root,
+                                grpc_port, http_port, metrics_port)
+        self.ports = (front_port, launch.data_port)
 
         async def server_ready() -> bool:
-            return await asyncio.to_thread(lambda: port_open(grpc_port) and http_ok(launch.ready_url))
+            def check() -> bool:
+                return all(port_open(p) for p in launch.ready_ports) and (
+                    launch.ready_url is None or http_ok(launch.ready_url))
+            return await asyncio.to_thread(check)
 
-        async def adapter_ready() -> bool:
-            return await asyncio.to_thread(port_open, adapter_port)
+        async def front_ready() -> bool:
+            return await asyncio.to_thread(port_open, front_port)
 
-        adapter_env = {
-            **os.environ, "SERVER_TYPE": plan.runtime.server_type, "ADAPTER_PORT": str(adapter_port),
-            "ADAPTER_HOST": "127.0.0.1", "RUNTIME_HOST": "127.0.0.1", "RUNTIME_PORT": str(grpc_port),
-            "CONTAINER_MEM_REQ_BYTES": str(plan.model_memory_bytes + MEM_BUFFER_BYTES),
+        env = {
+            **os.environ, "CONTAINER_MEM_REQ_BYTES": str(plan.model_memory_bytes + MEM_BUFFER_BYTES),
             "MEM_BUFFER_BYTES": str(MEM_BUFFER_BYTES), "LOADING_CONCURRENCY": "2", "LOADTIME_TIMEOUT": "90000",
             "ROOT_MODEL_DIR": str(root), "USE_EMBEDDED_PULLER": "true",
             "STORAGE_CONFIG_DIR": str(plan.storage_config_dir), "PVC_MOUNTS_ROOT": str(plan.mounts_root),
             "LOG_FORMAT": "json",
         }
-        server = Child(f"{plan.runtime.server_type} ({plan.id})", launch.cmd, launch.env,
-                       logs / f"{plan.runtime.server_type}.log", server_ready, cwd=plan.workdir)
-        adapter = Child(f"adapter ({plan.id})", adapter_command(), adapter_env, logs / "adapter.log",
-                        adapter_ready, cwd=plan.workdir)
-        return server, adapter, SupervisedPair(plan.id, server, adapter, self.report, START_TIMEOUT_S)
+        if runtime.server_type:
+            role, kind = "adapter", runtime.server_type
+            env.update({"SERVER_TYPE": runtime.server_type, "ADAPTER_PORT": str(front_port),
+                        "ADAPTER_HOST": "127.0.0.1", "RUNTIME_HOST": "127.0.0.1",
+                        "RUNTIME_PORT": str(launch.management_port)})
+        else:
+            role, kind = "puller", runtime.name
+            env.update({"PULLER_PORT": str(front_port), "MODEL_SERVER_ENDPOINT": f"port:{runtime.spi_port}"})
+        server = Child(f"{kind} ({plan.id})", launch.cmd, launch.env, logs / f"{kind}.log", server_ready,
+                       cwd=plan.workdir)
+        front = Child(f"{role} ({plan.id})", role_command(role), env, logs / f"{role}.log", front_ready,
+                      cwd=plan.workdir)
+        return server, front, SupervisedPair(plan.id, server, front, self.report, START_TIMEOUT_S)
 
     def _mesh_settings(self, adapter_port: int, server_grpc_port: int) -> MeshSettings:
         """The runtime launch contract (mesh.md), as the controller sets it for a pod; other
@@ -114,7 +127,7 @@ class RuntimeInstance:
                 await self.pair.start()
                 return
             except ChildFailed as e:
-                if attempt == self.START_ATTEMPTS:
+                if attempt == self.START_ATTEMPTS or self.plan.runtime.fixed_ports:
                     raise
                 self.report(f"{e}; trying again with other ports")
                 self.server, self.adapter, self.pair = self._make_pair()

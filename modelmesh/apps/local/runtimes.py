@@ -43,21 +43,25 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def _child_env(extra_path: str) -> dict[str, str]:
+def child_env(extra_path: str) -> dict[str, str]:
     """The environment of a model server: ours without Python venv settings (it has its own)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    env["PATH"] = f"{extra_path}:{env.get('PATH', '')}"
+    if extra_path:
+        env["PATH"] = f"{extra_path}:{env.get('PATH', '')}"
     return env
 
 
 @dataclass(frozen=True)
 class ServerLaunch:
-    """How to start one model server: command, env, and when it is ready."""
+    """How to start one model server: command, env, when it is ready (its V2 ready URL
+    answers 200, else its ports accept connections) and its gRPC ports."""
 
     cmd: list[str]
     env: dict[str, str]
-    ready_url: str
-    grpc_port: int
+    ready_url: str | None
+    management_port: int  # what the built-in adapter drives
+    data_port: int  # where the mesh forwards inference
+    ready_ports: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class BuiltinRuntime:
     server_type: str  # the adapter's SERVER_TYPE
     spec: dict[str, Any]  # supportedModelFormats and protocolVersions, as in its ClusterServingRuntime
     models_subdir: str  # where the adapter lays out models for this server, under ROOT_MODEL_DIR
+    fixed_ports = False  # its ports are chosen here (custom runtimes declare theirs)
 
     def labels(self) -> list[str]:
         return runtime_labels(self.name, self.spec, rest_proxy_enabled=True)
@@ -90,9 +95,9 @@ class BuiltinRuntime:
                 "grpc_port": grpc_port, "metrics_port": metrics_port, "parallel_workers": 0,
             }))
             return ServerLaunch([str(venv / "bin" / "mlserver"), "start", str(models_dir)],
-                                _child_env(str(venv / "bin")), ready_url, grpc_port)
+                                child_env(str(venv / "bin")), ready_url, grpc_port, grpc_port, (grpc_port,))
         t = triton_env()
-        env = _child_env(t["TRITON_PATH"])
+        env = child_env(t["TRITON_PATH"])
         env["LD_LIBRARY_PATH"] = t["TRITON_LD_LIBRARY_PATH"]
         cmd = [
             t["TRITON_BIN"], f"--model-repository={models_dir}", f"--backend-directory={t['TRITON_BACKENDS']}",
@@ -101,7 +106,7 @@ class BuiltinRuntime:
             "--http-address=127.0.0.1", f"--http-port={http_port}", f"--metrics-port={metrics_port}",
             "--allow-gpu-metrics=false", "--exit-timeout-secs=5",
         ]
-        return ServerLaunch(cmd, env, ready_url, grpc_port)
+        return ServerLaunch(cmd, env, ready_url, grpc_port, grpc_port, (grpc_port,))
 
 
 def mlserver_venv() -> Path:
@@ -158,7 +163,10 @@ class RuntimeChoiceError(ValueError):
 
 
 def choose_runtimes(choice: tuple[str, ...]) -> list[BuiltinRuntime]:
-    """`auto`: MLServer, plus Triton when installed; else the named ones (each must be installed)."""
+    """`auto`: MLServer, plus Triton when installed; `none`: only the config dir's custom
+    runtimes; else the named ones (each must be installed)."""
+    if choice == ("none",):
+        return []
     if not choice or choice == ("auto",):
         chosen = [MLSERVER] + ([TRITON] if TRITON.missing() is None else [])
     else:
@@ -166,12 +174,12 @@ def choose_runtimes(choice: tuple[str, ...]) -> list[BuiltinRuntime]:
         for name in choice:
             runtime = ALIASES.get(name)
             if runtime is None:
-                raise RuntimeChoiceError(f"unknown runtime {name!r} (expected auto, mlserver or triton)")
+                raise RuntimeChoiceError(f"unknown runtime {name!r} (expected auto, none, mlserver or triton)")
             if runtime not in chosen:
                 chosen.append(runtime)
     return chosen
 
 
-def adapter_command() -> list[str]:
-    """The built-in adapter is this binary's `runtime adapter` role, in this interpreter."""
-    return [sys.executable, "-m", "modelmesh.cli", "runtime", "adapter"]
+def role_command(role: str) -> list[str]:
+    """The built-in adapter and the puller are this binary's `runtime adapter|puller` roles."""
+    return [sys.executable, "-m", "modelmesh.cli", "runtime", role]
