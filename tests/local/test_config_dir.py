@@ -68,7 +68,8 @@ def test_bad_documents_are_errors_of_their_file_only(tmp_path):
     (config / "other.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\n"
                                        + isvc_yaml("up", "gs://b/p").replace("modelFormat:\n        name: sklearn\n",
                                                                              "modelFormat: {}\n"))
-    (config / "runtime.yaml").write_text("kind: ServingRuntime\nmetadata: {name: mine}\n")
+    (config / "runtime.yaml").write_text("kind: ServingRuntime\nmetadata: {name: mlserver-1.x}\n---\n"
+                                         "kind: ClusterServingRuntime\nmetadata: {name: mine}\n")
     (config / "notes.txt").write_text("not yaml, not read")
     cdir.scan()
     models, invalid, errors = cdir.models()
@@ -77,7 +78,8 @@ def test_bad_documents_are_errors_of_their_file_only(tmp_path):
     assert "already declared" in errors[str(config / "dup.yaml")][0]
     assert "kind 'ConfigMap' is not used" in errors[str(config / "other.yaml")][0]
     assert [(i.name, i.reason) for i in invalid] == [("up", "InvalidPredictorSpec")]
-    assert "custom runtimes are not supported yet" in cdir.notes()[str(config / "runtime.yaml")][0]
+    assert "built into local mode" in cdir.notes()[str(config / "runtime.yaml")][0]
+    assert [(p, d["metadata"]["name"]) for p, d in cdir.runtime_documents()] == [(str(config / "runtime.yaml"), "mine")]
     (config / "bad.yaml").unlink()
     assert cdir.scan()
     assert str(config / "bad.yaml") not in cdir.models()[2]
@@ -125,3 +127,36 @@ def test_status_of_a_stopped_mode_says_so(tmp_path):
     assert code == 3 and "not running" in text.splitlines()[0]
     assert "FailedToLoad" in text and "ModelLoadFailed  boom" in text and "/c/x.yaml: invalid YAML" in text
     assert render(None, tmp_path)[1] == 3
+
+
+def test_custom_runtime_documents(tmp_path):
+    from modelmesh.apps.local.custom_runtime import InvalidRuntime, parse_custom_runtime
+
+    doc = {"kind": "ServingRuntime", "metadata": {"name": "rt"}, "spec": {
+        "supportedModelFormats": [{"name": "fmt", "autoSelect": True}], "grpcDataEndpoint": "port:9001",
+        "containers": [{"name": "s", "command": ["srv"], "args": ["--dir", "$(MODELMESH_MODELS_DIR)", "$(X)"],
+                        "env": [{"name": "X", "value": "x1"}]}],
+        "builtInAdapter": {"serverType": "Triton", "runtimeManagementPort": 9002}}}
+    rt = parse_custom_runtime(doc)
+    assert (rt.server_type, rt.data_port, rt.management_port, rt.models_subdir) == ("triton", 9001, 9002,
+                                                                                    "_triton_models")
+    assert "mt:fmt" in rt.labels() and "rt:rt" in rt.labels()
+    launch = rt.launch(tmp_path / "m", 0, 0, 0)
+    assert launch.cmd == ["srv", "--dir", str(tmp_path / "m"), "x1"] and launch.ready_ports == (9001,)
+    for change, message in (
+        ({"builtInAdapter": None}, "spec.grpcEndpoint (the runtime's SPI"),
+        ({"grpcDataEndpoint": "unix:/x"}, "spec.grpcDataEndpoint must be port:N"),
+        ({"builtInAdapter": {"serverType": "seldon"}}, "serverType must be one of"),
+        ({"containers": [{"name": "s", "image": "i"}]}, "command is required in local mode"),
+    ):
+        bad = {**doc, "spec": {**doc["spec"], **change}}
+        try:
+            parse_custom_runtime(bad)
+        except InvalidRuntime as e:
+            assert message in str(e)
+        else:
+            raise AssertionError(f"accepted {change}")
+    try:
+        parse_custom_runtime({**doc, "metadata": {"name": "mlserver-1.x"}})
+    except InvalidRuntime as e:
+        assert "built-in runtime" in str(e)
