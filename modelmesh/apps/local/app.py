@@ -169,6 +169,8 @@ class LocalApp:
         self.instances = [RuntimeInstance(p, self.store, self.say) for p in plans]
         self.registry.register(InstancesCollector(self.instances))
 
+        if s.grpc_port:  # REST and metrics listen from the start (503 until ready)
+            await self._start_front_door(s.grpc_port)
         self.say(f"starting {len(plans)} runtime instance(s): {', '.join(p.id for p in plans)}")
         started = time.monotonic()
         results = await asyncio.gather(*(i.start_runtime() for i in self.instances), return_exceptions=True)
@@ -188,17 +190,8 @@ class LocalApp:
             except (TimeoutError, ValueError) as e:
                 raise StartupError(f"mesh {inst.plan.id}: {e}") from None
 
-        # REST_PROXY_* settings in the environment apply (access log, sizes); not where it listens.
-        proxy_settings = dataclasses.replace(
-            load_settings(RestProxySettings, os.environ), listen_port=s.rest_port, listen_host=s.host,
-            grpc_host="127.0.0.1", grpc_port=self.instances[0].grpc_port, use_tls=False, metrics_port=0,
-            tls_cert_path="", tls_key_path="")
-        self.proxy = RestProxy(proxy_settings, self.registry)
-        self.proxy.app.middlewares.append(self._health_gate)
-        await self.proxy.start()
-        self.metrics = HttpEndpoint(s.host, s.metrics_port)
-        self.metrics.add_metrics(self.registry)
-        await self.metrics.start()
+        if self.proxy is None:  # an ephemeral --grpc-port is known only now
+            await self._start_front_door(self.instances[0].grpc_port)
 
         front = [f"127.0.0.1:{i.grpc_port}" for i in self.instances]
 
@@ -212,6 +205,20 @@ class LocalApp:
         await self._reconcile()
         self._loop_task = asyncio.create_task(self._loop(), name="local-reconcile")
         self._loop_task.add_done_callback(self._loop_ended)
+
+    async def _start_front_door(self, grpc_port: int) -> None:
+        s = self.settings
+        # REST_PROXY_* settings in the environment apply (access log, sizes); not where it listens.
+        proxy_settings = dataclasses.replace(
+            load_settings(RestProxySettings, os.environ), listen_port=s.rest_port, listen_host=s.host,
+            grpc_host="127.0.0.1", grpc_port=grpc_port, use_tls=False, metrics_port=0,
+            tls_cert_path="", tls_key_path="")
+        self.proxy = RestProxy(proxy_settings, self.registry)
+        self.proxy.app.middlewares.append(self._health_gate)
+        await self.proxy.start()
+        self.metrics = HttpEndpoint(s.host, s.metrics_port)
+        self.metrics.add_metrics(self.registry)
+        await self.metrics.start()
 
     def _custom_runtimes(self) -> list:
         found = []
@@ -327,6 +334,8 @@ class LocalApp:
         models still to be registered from the config dir."""
         if request.path == "/v2/health/ready" and not self.ready:
             return web.json_response({"ready": False}, status=503)
+        if request.path == "/v2/health/live" and not any(i.mesh is not None and i.mesh.ready for i in self.instances):
+            return web.json_response({"live": True})  # starting (or the meshes are restarting): this process lives
         return await handler(request)
 
     # --- stop ------------------------------------------------------------------------------
