@@ -251,9 +251,19 @@ class LocalApp:
             self._done.set()
 
     async def _loop(self) -> None:
+        last_error = ""
         while True:
             await asyncio.sleep(POLL_S)
-            await self._reconcile()
+            try:
+                await self._reconcile()
+                last_error = ""
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # one bad pass must not end the mode; it is retried
+                log.exception("config dir pass failed")
+                if repr(e) != last_error:
+                    last_error = repr(e)
+                    self.say(f"config dir pass failed, retrying: {e!r} (log: {self.state_dir / 'logs'})")
 
     async def _reconcile(self) -> None:
         assert self.config is not None and self.registrar is not None
