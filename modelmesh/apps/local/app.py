@@ -102,6 +102,7 @@ class LocalApp:
         self._state = "starting"
         self._runtime_docs: str = ""
         self._runtimes_noted = False
+        self._reported: set[tuple[str, str]] = set()  # file problems already shown
 
     # --- readiness -------------------------------------------------------------------------
 
@@ -272,14 +273,13 @@ class LocalApp:
             self._runtimes_noted = True
             self.say("a runtime document changed: runtimes are read at start; restart modelmesh local to apply it")
         if changed:
-            models, invalid, errors = self.config.models()
-            for path, problems in errors.items():
-                for p in problems:
-                    log.warning("invalid config file", file=path, error=p)
-                    self.say(f"{os.path.basename(path)}: {p}")
-            for inv in invalid:
-                log.warning("invalid model spec", file=inv.file, model=inv.name, reason=inv.reason, error=inv.message)
-                self.say(f"{os.path.basename(inv.file)}: model {inv.name}: {inv.reason}: {inv.message}")
+            _, invalid, errors = self.config.models()
+            problems = {(path, p) for path, ps in errors.items() for p in ps}
+            problems |= {(inv.file, f"model {inv.name}: {inv.reason}: {inv.message}") for inv in invalid}
+            for path, problem in sorted(problems - self._reported):  # each once, while it lasts
+                log.warning("invalid config file", file=path, error=problem)
+                self.say(f"{os.path.basename(path)}: {problem}")
+            self._reported = problems
         if changed or not self.registrar.all_registered:
             models, invalid, _ = self.config.models()
             for line in await self.registrar.apply(models, invalid):
