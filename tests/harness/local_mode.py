@@ -141,10 +141,11 @@ class LocalMode:
         return subprocess.run([*MODELMESH, *args], capture_output=True, text=True, timeout=timeout, env=self.env, check=False,
                               cwd=self.workdir)
 
-    def terminate(self, timeout: float = 60) -> int:
-        """SIGTERM to the process itself (not its group): it must stop its children."""
+    def terminate(self, timeout: float = 60, sig: int = signal.SIGTERM) -> int:
+        """SIGTERM (or Ctrl-C's SIGINT) to the process itself, not its group: it must stop its
+        children."""
         assert self.proc is not None and self.proc.proc is not None
-        self.proc.proc.send_signal(signal.SIGTERM)
+        self.proc.proc.send_signal(sig)
         try:
             return self.proc.proc.wait(timeout)
         finally:

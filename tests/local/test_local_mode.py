@@ -177,7 +177,9 @@ def test_restart_serves_same_models_and_sigterm_leaves_no_child(tmp_path, models
         assert body["outputs"][0]["data"] == iris_expected()
         kept = mode.wait_model("kept")
         assert kept["declared"] is False and kept["available"]
-        assert mode.terminate() == 0
+        children = mode.child_pids()
+        assert mode.terminate(sig=signal.SIGINT) == 0  # Ctrl-C
+        assert not [p for p in children if pid_alive(p)]
     finally:
         mode.stop()
 
