@@ -126,10 +126,8 @@ Report = Callable[[str], None]
 
 
 class SupervisedPair:
-    """A model server and its adapter, restarted together when either exits.
-
-    `on_restarted` is awaited after a restart (the mesh in front of them reconnects by
-    itself; the callback is for reporting)."""
+    """A model server and its adapter (or puller), restarted together when either exits; the
+    mesh in front of them notices the restart by itself. Each event goes to `report`."""
 
     MAX_BACKOFF_S = 30.0
 
@@ -177,7 +175,11 @@ class SupervisedPair:
             log.warning("child exited, restarting", child=which.name, code=code, runtime=self.name)
             await self._stop_children()
             # A crash loop backs off; a child that ran a while is restarted at once.
-            backoff = 1.0 if time.monotonic() - running_since > 60 else backoff
+            if time.monotonic() - running_since > 60:
+                backoff = 1.0
+            else:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.MAX_BACKOFF_S)
             while not self._stopping:
                 try:
                     await self._start_children()
