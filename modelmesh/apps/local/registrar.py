@@ -122,6 +122,8 @@ class Registrar:
             current = self.registered.get(name)
             unchanged = current is not None and current.model_id == m.model_id and name not in self.rejected
             if unchanged and not self._first_pass:
+                if current.file != m.file:  # moved to another file: the record follows it
+                    self.registered[name] = Registered(m.model_id, m.spec.owner, m.label, _kind(m), m.file)
                 continue
             if self.catalog.unsatisfiable(m.label) is not None:
                 continue  # status says why (no runtime); nothing to register
