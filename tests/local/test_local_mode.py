@@ -4,6 +4,7 @@ ports, temp config and state dirs (local.md)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -132,6 +133,10 @@ def test_status_command_shows_models_and_runtimes(local):
     assert iris[1:6] == ["InferenceService", "True", "Loaded", "-", "UpToDate"]
     runtime = next(line.split() for line in lines if line.startswith("mlserver-1.x "))
     assert runtime[1:4] == ["mlserver-1.x-0", "running", "ready"]
+    as_json = local.run_cli("local", "status", "--state-dir", str(local.state_dir), "--json")
+    doc = json.loads(as_json.stdout)
+    assert doc["ready"] is True and doc["endpoints"]["grpc"] == f"127.0.0.1:{local.grpc_port}"
+    assert next(m for m in doc["models"] if m["name"] == "iris")["activeModelState"] == "Loaded"
 
 
 def test_killed_model_server_is_restarted_and_serves_again(local):
