@@ -414,3 +414,26 @@ spec: {{containers: [{{name: x, image: "some/image:1"}}], grpcDataEndpoint: "por
         assert len(pulled) == 1 and (pulled[0] / "weights.bin").exists()
     finally:
         mode.stop()
+
+
+def test_auto_goes_on_without_a_triton_that_cannot_start(tmp_path, models):
+    cache = tmp_path / "cache"
+    (cache / "venvs").mkdir(parents=True)
+    (cache / "venvs" / tools.mlserver_venv().name).symlink_to(tools.mlserver_venv())
+    (cache / "triton-2.51").mkdir()
+    # An installed-looking Triton whose server exits at once (fault injection: a stand-in binary).
+    (cache / "triton-2.51" / "env").write_text(
+        "TRITON_BIN=/bin/false\nTRITON_BACKENDS=/nonexistent\nTRITON_PATH=/usr/bin\nTRITON_LD_LIBRARY_PATH=\n")
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "iris.yaml").write_text(isvc_yaml("iris", f"file://{models['iris-a']}"))
+    mode = LocalMode(tmp_path, config, tmp_path / "state", env={"MODELMESH_CACHE": str(cache)})
+    mode.args[mode.args.index("--runtimes") + 1] = "auto"
+    try:
+        mode.start()
+        assert [r["instance"] for r in mode.status()["runtimes"]] == ["mlserver-1.x-0"]
+        assert "triton-2.x cannot start" in mode.output() and "going on without it" in mode.output()
+        mode.wait_model("iris")
+        assert mode.infer_rest("iris")[1]["outputs"][0]["data"] == iris_expected()
+    finally:
+        mode.stop()

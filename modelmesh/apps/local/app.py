@@ -29,7 +29,7 @@ from modelmesh.apps.local.custom_runtime import InvalidRuntime, parse_custom_run
 from modelmesh.apps.local.declared import ConfigDir, LocalStorage
 from modelmesh.apps.local.instance import InstancePlan, RuntimeInstance, constraints_json
 from modelmesh.apps.local.registrar import Registrar, status_json
-from modelmesh.apps.local.runtimes import RuntimeChoiceError, choose_runtimes
+from modelmesh.apps.local.runtimes import TRITON, RuntimeChoiceError, choose_runtimes
 from modelmesh.apps.local.status import write_snapshot
 from modelmesh.config.local import LocalSettings
 from modelmesh.config.mesh import MeshSettings
@@ -175,12 +175,25 @@ class LocalApp:
         self.say(f"starting {len(plans)} runtime instance(s): {', '.join(p.id for p in plans)}")
         started = time.monotonic()
         results = await asyncio.gather(*(i.start_runtime() for i in self.instances), return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            first = failed[0]
-            if isinstance(first, ChildFailed):
-                raise StartupError(f"runtime cannot start: {first}")
-            raise first
+        # With --runtimes auto, Triton is a bonus: if it cannot start, the rest still serves.
+        optional = {TRITON.name} if s.runtimes in ((), ("auto",)) else set()
+        dropped = {i.plan.runtime.name for i, r in zip(self.instances, results)
+                   if isinstance(r, ChildFailed) and i.plan.runtime.name in optional}
+        for inst, result in zip(self.instances, results):
+            if isinstance(result, BaseException) and inst.plan.runtime.name not in dropped:
+                if isinstance(result, ChildFailed):
+                    raise StartupError(f"runtime cannot start: {result}")
+                raise result
+        if dropped:
+            failure = next(r for i, r in zip(self.instances, results) if i.plan.runtime.name in dropped)
+            self.say(f"{', '.join(sorted(dropped))} cannot start ({failure}); going on without it")
+            for inst in [i for i in self.instances if i.plan.runtime.name in dropped]:
+                await inst.stop(0)
+            self.instances[:] = [i for i in self.instances if i.plan.runtime.name not in dropped]
+            runtimes = [r for r in runtimes if r.name not in dropped]
+            constraints = constraints_json(type_constraints([(r.name, r.spec) for r in runtimes], True))
+            for inst in self.instances:
+                inst.plan = dataclasses.replace(inst.plan, type_constraints=constraints)
         self.say(f"model servers ready in {time.monotonic() - started:.1f}s; starting the mesh")
         # The first instance binds the front-door port: start it alone so a failure names it.
         for inst in self.instances:
