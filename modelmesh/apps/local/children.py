@@ -197,14 +197,15 @@ class SupervisedPair:
             self.report(f"{self.name} restarted (restart #{self.restarts})")
 
     async def _start_children(self) -> None:
-        """Both at once: the adapter needs no running server to start, and a server that is
-        up with no adapter in front would let the mesh try (and fail) a reload through it."""
-        results = await asyncio.gather(self.adapter.start(self.start_timeout_s),
-                                       self.server.start(self.start_timeout_s), return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
+        """The adapter first (it needs no running server), then the server: a server that
+        answers while nothing is in front of it would have the mesh try (and fail, and
+        remember the failure) a reload through the missing adapter."""
+        try:
+            await self.adapter.start(self.start_timeout_s)
+            await self.server.start(self.start_timeout_s)
+        except ChildFailed:
             await self._stop_children()
-            raise failed[0]
+            raise
 
     async def _stop_children(self) -> None:
         await self.adapter.stop()
