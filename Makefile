@@ -8,7 +8,7 @@ PERF_ARGS ?=
 .PHONY: help deps test quickstart protos perf perf-benchmarks clean
 
 help:
-	@echo "make quickstart   run modelmesh locally (installs what it needs)"
+	@echo "make quickstart   run modelmesh local with example models (installs what it needs; ARGS=... passes flags)"
 	@echo "make test         install everything (apt, venvs, cached builds) and run the test suite"
 	@echo "make protos       regenerate the Python gRPC stubs from protos/"
 	@echo "make perf         run the perf suite (records, plots, summary in perf/results; PERF_ARGS=--quick)"
@@ -21,9 +21,9 @@ deps:
 test: deps
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
-quickstart: deps
-	@echo "modelmesh local (the all-in-one quickstart) is not yet available in this build."
-	@echo "Meanwhile: $(VENV)/bin/modelmesh --help"
+# Installs only what `modelmesh local` needs (not the test components), then runs it.
+quickstart:
+	@bash scripts/quickstart.sh $(ARGS)
 
 protos:
 	@[ -x $(PY) ] || bash scripts/bootstrap.sh

@@ -70,8 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--wait", action="store_true", help="return only once the mesh is about to exit")
     _add_settings(rp, MeshStopSettings, "stop settings")
 
-    p = modes.add_parser("local", help="all-in-one mesh on this machine (no Kubernetes)", formatter_class=_Formatter)
+    p = modes.add_parser("local", help="all-in-one mesh on this machine (no Kubernetes)", formatter_class=_Formatter,
+                         description="Serve the models declared in --config-dir on this machine. "
+                         "`modelmesh local status` shows models, runtimes and their states.")
     _add_settings(p, LocalSettings, "local settings")
+    local_cmds = p.add_subparsers(dest="local_command", metavar="COMMAND")
+    sp = local_cmds.add_parser("status", help="models, runtimes and their states, as a table",
+                               formatter_class=_Formatter)
+    sp.add_argument("--state-dir", dest="status_state_dir", metavar="MODELMESH_STATE_DIR", default=None,
+                    help="state dir of the running `modelmesh local` (default: ~/.local/state/modelmesh)")
+    sp.add_argument("--json", action="store_true", help="print the status as JSON")
 
     modes.add_parser("version", help="print the version")
     return parser
@@ -91,6 +99,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if ns.mode == "version":
         print(f"modelmesh {__version__}")
         return 0
+    if ns.mode == "local" and ns.local_command == "status":
+        return _local_status(ns, env)
     try:
         if ns.mode == "controller":
             settings = _settings(ns, ControllerSettings, env)
@@ -106,7 +116,56 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except SettingsError as e:
         print(f"modelmesh {ns.mode}: {e}", file=sys.stderr)
         return 2
+    if ns.mode == "local":
+        return _run_local(settings)
     return _run(ns, settings)
+
+
+def _local_status(ns: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import json
+    from pathlib import Path
+
+    from modelmesh.apps.local.status import read_snapshot, render
+    from modelmesh.config.local import default_state_dir
+
+    state_dir = Path(ns.status_state_dir or env.get("MODELMESH_STATE_DIR") or default_state_dir())
+    snapshot = read_snapshot(state_dir)
+    text, code = render(snapshot, state_dir)
+    print(json.dumps(snapshot, indent=1) if ns.json and snapshot is not None else text)
+    return code
+
+
+def _run_local(settings: LocalSettings) -> int:
+    """Bad settings (a taken port among them) exit 2 before anything starts; failures at
+    run time exit 1. Logs go to <state>/logs/modelmesh.log; the terminal shows progress."""
+    from pathlib import Path
+
+    from modelmesh import lifecycle
+    from modelmesh.apps.local.ports import PortProblem, check_ports
+    from modelmesh.observability.logging import configure_logging
+
+    try:
+        check_ports(settings.host, {"--grpc-port": settings.grpc_port, "--rest-port": settings.rest_port,
+                                    "--metrics-port": settings.metrics_port})
+    except PortProblem as e:
+        print(f"modelmesh local: {e}", file=sys.stderr)
+        return 2
+    logs = Path(settings.effective_state_dir) / "logs"
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+        text = settings.effective_format == "console"
+        log_file = open(logs / "modelmesh.log", "a" if text else "ab",  # noqa: SIM115 - closed after the run
+                        buffering=1 if text else 0)
+    except OSError as e:
+        print(f"modelmesh local: cannot write the state dir {settings.effective_state_dir}: {e}", file=sys.stderr)
+        return 2
+    configure_logging(settings.effective_level, settings.effective_format, stream=log_file)
+    from modelmesh.apps.local import make_app
+
+    try:
+        return lifecycle.run(lambda: make_app(settings), shutdown_timeout_s=settings.shutdown_timeout + 20)
+    finally:
+        log_file.close()
 
 
 def _run(ns: argparse.Namespace, settings: Any) -> int:
@@ -115,9 +174,6 @@ def _run(ns: argparse.Namespace, settings: Any) -> int:
     from modelmesh.observability.logging import configure_logging
 
     configure_logging(settings.effective_level, settings.effective_format)
-    if ns.mode == "local":
-        print("modelmesh local: not yet available in this build (see the README)", file=sys.stderr)
-        return 3
     if ns.mode == "controller":
         from modelmesh.apps.controller import make_app
 

