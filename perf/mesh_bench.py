@@ -226,7 +226,7 @@ def generator_ceiling(work: Path, conc_levels: list[int], seconds: float, body: 
 
 
 def run(seconds: float = 5, conc_levels: tuple[int, ...] = (1, 8, 32), payload: int = 200, misses: int = 30,
-        registrations: int = 2000, pin: bool = False) -> dict:
+        registrations: int = 2000, pin: bool = False, rounds: int = 1) -> dict:
     """Everything this benchmark measures, printed as it goes and returned as a dict."""
     ncpu = os.cpu_count() or 1
     pin = pin and ncpu >= 2
@@ -255,7 +255,8 @@ def run(seconds: float = 5, conc_levels: tuple[int, ...] = (1, 8, 32), payload: 
         print(f"workload: ModelInfer, {payload} B FP32 input, one loaded model; {results['machine']}; "
               f"pinned={pin}; each cell {seconds:g}s", flush=True)
         print(f"{'path':8} {'conc':>4} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'hop cpu ms/req':>14} {'vs direct':>9}")
-        for conc in conc_levels:
+        ratios: dict[int, list[float]] = {}
+        for conc in list(conc_levels) * max(1, rounds):
             row = {"conc": conc}
             for name, target, md, pid in (
                 ("direct", f"127.0.0.1:{runtime.port}", (), None),
@@ -273,6 +274,12 @@ def run(seconds: float = 5, conc_levels: tuple[int, ...] = (1, 8, 32), payload: 
             print(f"{'':8} {conc:>4} mesh: +{m['p50_ms'] - d['p50_ms']:.2f} ms p50 over direct, "
                   f"{m['rps'] / d['rps']:.0%} of direct req/s, CPU {m['cpu_ms_per_req'] / f['cpu_ms_per_req']:.2f}x floor")
             results["rows"].append(row)
+            ratios.setdefault(conc, []).append(m["cpu_ms_per_req"] / f["cpu_ms_per_req"])
+        if rounds > 1:
+            medians = {c: sorted(r)[len(r) // 2] for c, r in ratios.items()}
+            results["cpu_vs_floor_median"] = medians
+            print(f"mesh CPU per request vs floor, median of {rounds} rounds: "
+                  + ", ".join(f"conc {c}: {v:.2f}x" for c, v in medians.items()))
         results["ceiling_rps"] = generator_ceiling(work, list(conc_levels), seconds, body, other_cores)
         print("load generator ceiling (client -> null gRPC server): " + ", ".join(
             f"conc {c}: {r:.0f} req/s" for c, r in results["ceiling_rps"].items()), flush=True)
@@ -302,10 +309,13 @@ def main() -> int:
     ap.add_argument("--misses", type=int, default=30)
     ap.add_argument("--registrations", type=int, default=2000)
     ap.add_argument("--pin", action="store_true", help="mesh/forwarder on core 1, the rest on core 0")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat the hop table; the summary gives the median mesh/floor CPU ratio per concurrency "
+                         "(on a shared machine single cells swing widely)")
     ap.add_argument("--json", help="write results here")
     args = ap.parse_args()
     results = run(args.seconds, tuple(int(c) for c in args.conc.split(",")), args.payload, args.misses,
-                  args.registrations, args.pin)
+                  args.registrations, args.pin, args.rounds)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
