@@ -199,6 +199,9 @@ def main() -> int:
     ap.add_argument("--misses", type=int, default=30)
     ap.add_argument("--registrations", type=int, default=2000)
     ap.add_argument("--pin", action="store_true", help="mesh/forwarder on core 1, the rest on core 0")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat the hop table; the summary gives the median mesh/floor CPU ratio per concurrency "
+                         "(on a shared machine single cells swing widely)")
     ap.add_argument("--json", help="write results here")
     args = ap.parse_args()
     ncpu = os.cpu_count() or 1
@@ -228,7 +231,8 @@ def main() -> int:
         print(f"workload: ModelInfer, {args.payload} B FP32 input, one loaded model; {results['machine']}; "
               f"pinned={pin}; each cell {args.seconds:.0f}s")
         print(f"{'path':8} {'conc':>4} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'hop cpu ms/req':>14} {'vs direct':>9}")
-        for conc in [int(c) for c in args.conc.split(",")]:
+        ratios: dict[int, list[float]] = {}
+        for conc in [int(c) for c in args.conc.split(",")] * max(1, args.rounds):
             row = {"conc": conc}
             for name, target, md, pid in (
                 ("direct", f"127.0.0.1:{runtime.port}", (), None),
@@ -247,6 +251,12 @@ def main() -> int:
             print(f"{'':8} {conc:>4} mesh: +{m['p50_ms'] - d['p50_ms']:.2f} ms p50 over direct, "
                   f"{m['rps'] / d['rps']:.0%} of direct req/s, CPU {m['cpu_ms_per_req'] / f['cpu_ms_per_req']:.2f}x floor")
             results["rows"].append(row)
+            ratios.setdefault(conc, []).append(m["cpu_ms_per_req"] / f["cpu_ms_per_req"])
+        if args.rounds > 1:
+            medians = {c: sorted(r)[len(r) // 2] for c, r in ratios.items()}
+            results["cpu_vs_floor_median"] = medians
+            print("mesh CPU per request vs floor, median of " + str(args.rounds) + " rounds: "
+                  + ", ".join(f"conc {c}: {v:.2f}x" for c, v in medians.items()))
         # Cache misses: register + first request (load through the SPI) vs the runtime's own load.
         miss = sorted(asyncio.run(register_and_load(mesh.target, f"miss-{i}")) for i in range(args.misses))
         own = sorted(asyncio.run(direct_load(runtime.port, f"own-{i}")) for i in range(args.misses))

@@ -60,6 +60,10 @@ class LoadCoordinator:
             return
         target = self.cluster.choose(record, exclude=failures | exclude)
         if target is None:
+            if exclude:
+                # Only the peers that just refused are left: no retry loop against them; the
+                # next request or the janitor tries again.
+                return
             if not self.cluster.placeable(record.type):
                 await self._record_unplaceable(model_id)
             await self.after_failure(model_id)

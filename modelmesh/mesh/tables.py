@@ -21,6 +21,9 @@ class Record(Protocol):
 R = TypeVar("R", bound=Record)
 CAS_ATTEMPTS = 100
 ECHO_TIMEOUT_S = 5.0  # how long a writer waits for its write to show in the view
+# A read on a request's path (a miss) waits at most this long for a store that does not
+# answer: then the request goes on from the view, or gets UNAVAILABLE.
+LOOKUP_TIMEOUT_S = 2.0
 
 
 class CasBatcher:
@@ -277,18 +280,19 @@ class Table(Generic[R]):
         if record is not None:
             return record
         try:
-            kv = await self.store.get(self._key(id))
-        except (StoreUnavailable, StoreError) as e:
+            kv = await asyncio.wait_for(self.store.get(self._key(id)), LOOKUP_TIMEOUT_S)
+        except (StoreUnavailable, StoreError, asyncio.TimeoutError) as e:
             # Not in our view and the store cannot say: unknown, which is not "not found".
-            raise StoreDown(f"coordination store unavailable, cannot look up {self.name}/{id}: {e}") from None
+            raise StoreDown(f"coordination store unavailable, cannot look up {self.name}/{id}: "
+                            f"{e or 'no answer'}") from None
         return self._decode(kv.value) if kv is not None else None
 
     async def read(self, id: str) -> R | None:
         """The record as the store has it now (the view may lag by a watch event). For
         decisions off the hot path, such as where to load on a cache miss."""
         try:
-            kv = await self.store.get(self._key(id))
-        except Exception:  # noqa: BLE001 - store down: the view is all we know
+            kv = await asyncio.wait_for(self.store.get(self._key(id)), LOOKUP_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - store down or slow: the view is all we know
             return self.get(id)
         return self._decode(kv.value) if kv is not None else None
 

@@ -31,21 +31,27 @@ async def test_janitor_keeps_publishing_while_a_copy_it_added_loads(private_etcd
     await ca.mesh.registerModel(pb.RegisterModelRequest(modelId="slow-load", modelInfo=model_info(load_ms=5000)))
     await ca.infer("slow-load")  # the first copy, on a (local preference)
     store = await open_store(f"etcd:{etcd.endpoint}", None)
-    published_loading = []
+    seen_loading: list[bool] = []
 
-    async def b_publishes_its_load() -> bool:
-        # Requests through b are forwarded to a's copy; b sees a hot model and adds a copy,
-        # on itself (5 s load). Its record must show the load in progress meanwhile: a janitor
-        # awaiting the load would publish nothing until it is over.
-        await asyncio.gather(*(cb.infer("slow-load") for _ in range(5)))
+    async def traffic_through_b() -> None:
+        # Forwarded to a's copy; b sees a hot model and adds a copy, on itself (5 s load).
+        while not seen_loading:
+            await asyncio.gather(*(cb.infer("slow-load") for _ in range(5)))
+
+    async def b_published_its_load() -> bool:
+        # b's record must show the load in progress while it runs: a janitor awaiting the
+        # load would publish nothing until it is over.
         kv = await store.get("mm/test-mesh/instances/jl-b")
         if kv is not None and orjson.loads(kv.value).get("lInProg", 0) >= 1:
-            published_loading.append(True)
-        return bool(published_loading)
+            seen_loading.append(True)
+        return bool(seen_loading)
 
+    traffic = asyncio.ensure_future(traffic_through_b())
     try:
-        await wait_for(b_publishes_its_load, 40, "b's record showing its load in progress")
+        await wait_for(b_published_its_load, 40, "b's record showing its load in progress")
+        await traffic
     finally:
+        traffic.cancel()
         await store.close()
     await wait_for(lambda: _has(b, "slow-load"), 30, "the copy on b")
 
