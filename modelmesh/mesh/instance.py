@@ -136,9 +136,9 @@ class MeshInstance:
             observe=lambda method, code, started: requests.api_time(method, code).observe(
                 (time.perf_counter() - started) * 1000))
         external = build_external_server(sv.api, sv.router, s.max_msg_size, server_rpcs)
-        self.grpc_port = bind(external, "0.0.0.0", s.grpc_port, server_credentials(tls))
+        self.grpc_port = bind(external, s.listen_host, s.grpc_port, server_credentials(tls))
         internal = build_internal_server(sv.router, s.max_msg_size, sv.coordinator.accept_load_request)
-        self.internal_port = bind(internal, "0.0.0.0", s.internal_grpc_port, internal_server_credentials(tls))
+        self.internal_port = bind(internal, s.listen_host, s.internal_grpc_port, internal_server_credentials(tls))
         await internal.start()
         self._servers = [internal]
 

@@ -65,6 +65,26 @@ def test_health_and_metadata_endpoints(local):
     assert status == 404
 
 
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses of the TCP sockets listening on `port` (from /proc/net/tcp{,6})."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local_addr, state = line.split()[1], line.split()[3]
+                addr, port_hex = local_addr.split(":")
+                if state == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+                    # An IPv4-mapped IPv6 socket (gRPC's) counts as its IPv4 address.
+                    found.add(addr[-8:] if addr.startswith("0000000000000000FFFF0000") else addr)
+    return found
+
+
+def test_every_port_listens_on_host_only(local):
+    """--host defaults to 127.0.0.1 (local.md): the mesh's gRPC front door too, not all addresses."""
+    for port in (local.grpc_port, local.rest_port, local.metrics_port):
+        assert _listening_addresses(port) == {"0100007F"}, port  # 127.0.0.1, little-endian hex
+
+
 def test_metrics_endpoint_has_mode_and_mesh_metrics(local):
     import urllib.request
 

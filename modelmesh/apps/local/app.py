@@ -166,7 +166,8 @@ class LocalApp:
                 plans.append(InstancePlan(
                     runtime=r, index=i, workdir=self.state_dir / "instances" / f"{r.name}-{i}",
                     grpc_port=s.grpc_port if not plans else 0, model_memory_bytes=s.model_memory_bytes,
-                    storage_config_dir=self.storage_config_dir, mounts_root=mounts, type_constraints=constraints))
+                    storage_config_dir=self.storage_config_dir, mounts_root=mounts, type_constraints=constraints,
+                    host=s.host))
         self.instances = [RuntimeInstance(p, self.store, self.say) for p in plans]
         self.registry.register(InstancesCollector(self.instances))
 

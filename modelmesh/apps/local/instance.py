@@ -47,6 +47,7 @@ class InstancePlan:
     storage_config_dir: Path
     mounts_root: Path
     type_constraints: str  # JSON
+    host: str = "127.0.0.1"  # --host: where the mesh's gRPC ports listen
 
     @property
     def id(self) -> str:
@@ -113,11 +114,13 @@ class RuntimeInstance:
         return dataclasses.replace(
             base, grpc_port=self.plan.grpc_port, internal_grpc_port=0, metrics=MetricsSpec(enabled=False),
             runtime_grpc_port=adapter_port, runtime_grpc_socket="", serving_grpc_port=server_grpc_port,
-            serving_grpc_socket="", pod_ip="127.0.0.1", instance_id=self.plan.id,
+            serving_grpc_socket="", instance_id=self.plan.id, listen_host=self.plan.host,
+            # Peers (the other instances) dial the internal port on this address.
+            pod_ip="127.0.0.1" if self.plan.host in ("0.0.0.0", "::", "") else self.plan.host,
             labels=tuple(self.plan.runtime.labels()), type_constraints=self.plan.type_constraints,
             type_constraints_path="", kv_store="", dataplane_config=base.dataplane_config or V2_BY_NAME,
             # Plain text on this machine (local mode has no TLS settings yet).
-            tls_key_cert_path="", tls_private_key_path="", tls_client_auth="", tls_trust_cert_path="",
+            tls_key_cert_path="", tls_private_key_path="", tls_client_auth="none", tls_trust_cert_path="",
         )
 
     async def start_runtime(self) -> None:
