@@ -69,6 +69,17 @@ def deployment_labels(service_name: str, runtime_name: str) -> dict[str, str]:
     }
 
 
+def _tls_env(config: ControllerConfig, secret_has_ca: bool) -> list[dict[str, Any]]:
+    """The mm and rest-proxy TLS settings. With client auth, whoever holds our own certificate
+    is trusted, and the secret's CA when it has one (as the reference: `tls.crt[,ca.crt]`;
+    naming an absent ca.crt would stop the mesh at start-up)."""
+    env = [_env("MM_TLS_KEY_CERT_PATH", f"{TLS_DIR}/tls.crt"), _env("MM_TLS_PRIVATE_KEY_PATH", f"{TLS_DIR}/tls.key")]
+    if config.tls_client_auth:
+        trust = f"{TLS_DIR}/tls.crt" + (f",{TLS_DIR}/ca.crt" if secret_has_ca else "")
+        env += [_env("MM_TLS_CLIENT_AUTH", config.tls_client_auth), _env("MM_TLS_TRUST_CERT_PATH", trust)]
+    return env
+
+
 def _env(name: str, value: Any) -> dict[str, Any]:
     return {"name": name, "value": str(value)}
 
@@ -146,7 +157,10 @@ def build_deployment(
     replicas: int,
     etcd_secret_name: str,
     pvc_claims: Sequence[str] = (),
+    tls_secret_has_ca: bool = False,
 ) -> dict[str, Any]:
+    """`tls_secret_has_ca`: the TLS secret (config.tls_secret_name) holds a `ca.crt` key; the
+    caller reads the secret, as the reference does, since what is trusted depends on it."""
     spec = runtime.spec
     svc = config.service_name
     name = deployment_name(svc, runtime.name)
@@ -243,12 +257,8 @@ def build_deployment(
             "ports": [{"name": "http", "containerPort": config.rest_proxy_port}],
             "resources": dict(config.rest_proxy_resources), "imagePullPolicy": "IfNotPresent",
         }
-        if tls:
-            rest_env += [_env("MM_TLS_KEY_CERT_PATH", f"{TLS_DIR}/tls.crt"),
-                         _env("MM_TLS_PRIVATE_KEY_PATH", f"{TLS_DIR}/tls.key")]
-            if config.tls_client_auth:  # the REST port is no way around client auth (the reference sets both too)
-                rest_env += [_env("MM_TLS_CLIENT_AUTH", config.tls_client_auth),
-                             _env("MM_TLS_TRUST_CERT_PATH", f"{TLS_DIR}/ca.crt")]
+        if tls:  # with client auth too: the REST port is no way around it (as the reference)
+            rest_env += _tls_env(config, tls_secret_has_ca)
             rest["volumeMounts"] = [{"name": "tls-certs", "mountPath": TLS_DIR, "readOnly": True}]
         containers.append(_hardened(rest, None))  # no hook: as the reference, it stops with the pod
 
@@ -284,11 +294,7 @@ def build_deployment(
     if uses_socket:
         mm_mounts.append(socket_mount)
     if tls:
-        mm_env += [_env("MM_TLS_KEY_CERT_PATH", f"{TLS_DIR}/tls.crt"),
-                   _env("MM_TLS_PRIVATE_KEY_PATH", f"{TLS_DIR}/tls.key")]
-        if config.tls_client_auth:
-            mm_env += [_env("MM_TLS_CLIENT_AUTH", config.tls_client_auth),
-                       _env("MM_TLS_TRUST_CERT_PATH", f"{TLS_DIR}/ca.crt")]
+        mm_env += _tls_env(config, tls_secret_has_ca)
         mm_mounts.append({"name": "tls-certs", "mountPath": TLS_DIR, "readOnly": True})
     mm_env += [_env(k, v) for k, v in config.internal_modelmesh_env]
     mm_ports = [{"name": "grpc", "containerPort": config.service_port}]

@@ -201,9 +201,16 @@ class Controller:
             self._config_queue.add("config")
 
     def _on_secret(self, event: str, obj: dict, prev: dict | None) -> None:
-        if obj["metadata"]["name"] == self.settings.etcd_secret_name:
+        name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
+        if name == self.settings.etcd_secret_name:
             for ns in self.ctx.served_namespaces():
                 self.ctx.namespace_queue.add(ns)
+        # The runtime pods' trust setting depends on the TLS secret's keys. (Only the watched,
+        # controller namespace; elsewhere the next reconcile of the runtime or config picks
+        # a change up, and the reference reacts to none.)
+        if name == self.ctx.config.tls_secret_name and self.ctx.serves(namespace):
+            for runtime in self.ctx.runtimes_in(namespace):
+                self.ctx.runtime_queue.add((namespace, runtime))
 
     # --- config -----------------------------------------------------------------------------
 

@@ -194,3 +194,22 @@ def test_hooks_match_what_the_mesh_and_the_image_provide():
     assert re.search(rf"^COPY (--\S+ )*scripts/mesh-stop\.sh {re.escape(script)}$", dockerfile, re.M), \
         "the image must install scripts/mesh-stop.sh as the mesh container's preStop"
     assert (root / "scripts" / "mesh-stop.sh").stat().st_mode & 0o111
+
+
+@pytest.mark.parametrize("has_ca, trust", [
+    (False, "/opt/kserve/mmesh/tls/tls.crt"),
+    (True, "/opt/kserve/mmesh/tls/tls.crt,/opt/kserve/mmesh/tls/ca.crt"),
+])
+def test_tls_trust_follows_the_secret_keys(has_ca, trust):
+    """As the reference: our own certificate is always trusted, the secret's ca.crt only when it
+    has one (a trust path naming an absent file stops the mesh at start-up)."""
+    config = ControllerConfig.from_mapping({"tls": {"secretName": "mm-tls", "clientAuth": "require"}})
+    dep = build_deployment(runtime_ref(load_runtime("mlserver-1.x")), "ns", config, 1, "etcd",
+                           tls_secret_has_ca=has_ca)
+    c = containers(dep)
+    assert env_of(c["mm"])["MM_TLS_TRUST_CERT_PATH"] == trust
+    assert env_of(c["rest-proxy"])["MM_TLS_TRUST_CERT_PATH"] == trust
+    # Without client auth there is no trust setting, whatever the secret holds.
+    plain = ControllerConfig.from_mapping({"tls": {"secretName": "mm-tls"}})
+    dep = build_deployment(runtime_ref(load_runtime("mlserver-1.x")), "ns", plain, 1, "etcd", tls_secret_has_ca=has_ca)
+    assert "MM_TLS_TRUST_CERT_PATH" not in env_of(containers(dep)["mm"])

@@ -3,7 +3,9 @@ grace period) and its HPA; removal for disabled, non-multiModel or deleted runti
 
 A runtime that cannot be deployed (invalid spec, or a Deployment the apiserver rejects) is
 reported where users look: the `Valid` condition of a ServingRuntime and a Warning Event on
-the (Cluster)ServingRuntime. It is not retried until the runtime or the config changes."""
+the (Cluster)ServingRuntime. It is not retried until the runtime or the config changes.
+A TLS secret (tls.secretName) that is missing is an error retried with backoff, as the
+reference does; what the secret holds decides the trust setting of the pods."""
 
 from __future__ import annotations
 
@@ -22,6 +24,10 @@ from modelmesh.controller.runtime_spec import hpa_settings, is_served, validate_
 from modelmesh.observability.logging import get_logger
 
 log = get_logger("modelmesh.controller.runtime")
+
+
+class TlsSecretMissing(RuntimeError):
+    pass
 
 
 class RuntimeReconciler:
@@ -51,7 +57,9 @@ class RuntimeReconciler:
 
         replicas, requeue = self._replicas(namespace, ref)
         claims = await self._pvc_claims(namespace)
-        deployment = build_deployment(ref, namespace, ctx.config, replicas, ctx.settings.etcd_secret_name, claims)
+        has_ca = await self._tls_secret_has_ca(namespace) if ctx.config.tls_secret_name else False
+        deployment = build_deployment(ref, namespace, ctx.config, replicas, ctx.settings.etcd_secret_name, claims,
+                                      has_ca)
         hpa = hpa_settings(ref.annotations)
         if hpa is not None and replicas > 0:
             del deployment["spec"]["replicas"]  # the HPA owns replicas while the runtime is in use
@@ -118,6 +126,15 @@ class RuntimeReconciler:
                 if spec and spec.storage_params.get("type") == "pvc" and spec.storage_params.get("name"):
                     claims.add(spec.storage_params["name"])
         return sorted(claims)
+
+    async def _tls_secret_has_ca(self, namespace: str) -> bool:
+        """Whether the namespace's TLS secret has a ca.crt. As the reference, a secret that
+        cannot be read is an error (retried with backoff) and the Deployment is left as it is."""
+        name = self.ctx.config.tls_secret_name
+        secret = await self.ctx.api.get(SECRET, name, namespace)
+        if secret is None:
+            raise TlsSecretMissing(f"unable to access TLS secret '{name}' in namespace {namespace}: not found")
+        return "ca.crt" in (secret.get("data") or {})
 
     async def _remove(self, namespace: str, dep_name: str) -> None:
         existing = await self.ctx.api.get(DEPLOYMENT, dep_name, namespace)
