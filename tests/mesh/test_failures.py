@@ -262,6 +262,7 @@ async def test_no_reload_while_the_runtime_is_unreachable_and_no_failure_recorde
     import urllib.request
 
     from harness.mesh import TestRuntimeProcess
+
     from modelmesh.protos import model_runtime_pb2 as rt
     from modelmesh.protos.model_runtime_pb2_grpc import ModelRuntimeStub
 
