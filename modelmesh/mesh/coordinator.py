@@ -15,7 +15,7 @@ import grpc
 from modelmesh.mesh.cache import now_ms
 from modelmesh.mesh.channels import PeerChannels
 from modelmesh.mesh.cluster import MAX_FAILED_INSTANCES, ClusterView
-from modelmesh.mesh.errors import MeshError
+from modelmesh.mesh.errors import MeshError, RuntimeDown
 from modelmesh.mesh.loader import ModelLoader
 from modelmesh.mesh.records import NO_INSTANCE, ModelRecord
 from modelmesh.mesh.tables import Table
@@ -58,6 +58,10 @@ class LoadCoordinator:
         if len(failures) >= MAX_FAILED_INSTANCES:
             await self._on_failed_for_good(model_id)
             return
+        if not self.loader.runtime_reachable:
+            # Our runtime is down (our published record may not say so yet): never ourselves.
+            # Also what bounds hand-offs between instances whose runtimes are down.
+            exclude = exclude | {self.instance_id}
         target = self.cluster.choose(record, exclude=failures | exclude)
         if target is None:
             if exclude:
@@ -90,6 +94,15 @@ class LoadCoordinator:
         record = self.models.get(model_id)
         if record is None:
             return
+        if not self.loader.runtime_reachable:
+            # Chosen here before our runtime went down: hand the load on, with no failure
+            # recorded against the model (ensure_loaded_somewhere skips this instance now).
+            log.info("runtime unreachable: loading elsewhere", model_id=model_id)
+            me = self.instance_id
+            await self.models.update(model_id, lambda r: r and (
+                r.without_copies_on({me}) if me in r.loading_in and me not in r.instance_ids else r))
+            await self.ensure_loaded_somewhere(model_id)
+            return
         try:
             await self.loader.ensure_local(model_id, record)
         except MeshError as e:
@@ -113,16 +126,24 @@ class LoadCoordinator:
         """A peer chose this instance for a load (the internal ensureLoaded)."""
         if self.models.get(request.modelId) is None:
             return pb.ModelStatusInfo(status=pb.ModelStatusInfo.NOT_FOUND)
+        if not self.loader.runtime_reachable:
+            # Refused: the asking peer loads elsewhere (and does not ask us again for it).
+            raise RuntimeDown(f"ModelRuntime UNAVAILABLE: runtime unreachable, not loading {request.modelId} here")
         self.load_here(request.modelId)
         return pb.ModelStatusInfo(status=pb.ModelStatusInfo.LOADING)
 
     # --- after a failure -------------------------------------------------------------------
 
-    async def after_failure(self, model_id: str) -> None:
+    async def after_failure(self, model_id: str, runtime_down: bool = False) -> None:
         """A load failed (here, or no instance could take it): retry on another instance
-        while fewer than MAX_FAILED_INSTANCES failed and one is left, else it failed for good."""
+        while fewer than MAX_FAILED_INSTANCES failed and one is left, else it failed for good.
+        `runtime_down`: it failed here because our runtime was unreachable (not recorded
+        against the model): try any other instance."""
         record = self.models.get(model_id)
         if record is None or self.cluster.live_holders(record):
+            return
+        if runtime_down:
+            await self.ensure_loaded_somewhere(model_id)  # not here: the loader refuses loads now
             return
         if not self.cluster.failed_for_good(record):
             await self.ensure_loaded_somewhere(model_id)

@@ -37,6 +37,14 @@ class LoadFailed(MeshError):
         self.retryable_elsewhere = retryable_elsewhere
 
 
+class RuntimeDown(MeshError):
+    """This instance's runtime is unreachable: another instance may serve. Not a failure of
+    the model (never recorded against it); the reference answers INTERNAL "ModelRuntime
+    UNAVAILABLE: ..." for it."""
+
+    code = grpc.StatusCode.INTERNAL
+
+
 class NoCapacity(MeshError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 

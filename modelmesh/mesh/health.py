@@ -37,12 +37,18 @@ class RuntimeHealth:
         if down and self.healthy:
             log.warning("runtime unreachable: taking no new loads", runtime=self.runtime.target)
             self.healthy = False
+            self.loader.set_runtime_reachable(False)
             return True
+        if not down and self.healthy and not self.loader.runtime_reachable:
+            # A load found the runtime unreachable, but the connection is up now.
+            self.loader.set_runtime_reachable(True)
+            return False
         if not down and not self.healthy and grpc.ChannelConnectivity.READY in states:
             log.info("runtime reachable again: re-doing the handshake", runtime=self.runtime.target)
             await self.runtime.wait_ready(self.poll_s, self.startup_timeout_s)
             for copy in self.cache.copies():
                 await self.loader.forget(copy)
             self.healthy = True
+            self.loader.set_runtime_reachable(True)
             return True
         return False

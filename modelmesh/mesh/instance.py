@@ -164,10 +164,10 @@ class MeshInstance:
         transitions = VModelTransitions(models, vmodels, cluster)
         coordinator: LoadCoordinator | None = None
 
-        async def load_failed(model_id: str) -> None:
+        async def load_failed(model_id: str, runtime_down: bool) -> None:
             # The loader reports to the coordinator, which is built on top of the loader.
             if coordinator is not None:
-                await coordinator.after_failure(model_id)
+                await coordinator.after_failure(model_id, runtime_down)
 
         loader = ModelLoader(
             self.id, cache, runtime, models, self.metrics, self.tasks,

@@ -11,7 +11,7 @@ import grpc
 
 from modelmesh.kv import Change, StoreError, StoreUnavailable
 from modelmesh.mesh.cache import CopyState, LocalCache, LocalCopy, now_ms
-from modelmesh.mesh.errors import LoadFailed, ModelNotFound, NoCapacity, ShuttingDown
+from modelmesh.mesh.errors import LoadFailed, ModelNotFound, NoCapacity, RuntimeDown, ShuttingDown
 from modelmesh.mesh.metrics import MeshMetrics
 from modelmesh.mesh.records import ModelRecord
 from modelmesh.mesh.runtime_client import RuntimeClient
@@ -22,6 +22,7 @@ from modelmesh.observability.logging import get_logger
 log = get_logger("modelmesh.mesh.loader")
 
 ModelEvent = Callable[[str], Awaitable[None]]
+LoadFailedEvent = Callable[[str, bool], Awaitable[None]]  # (model id, failed because the runtime is down)
 STALE_LOAD_CLAIM_MS = 30_000  # a load claimed for this instance that never started
 CLAIM_TIMEOUT_S = 2.0  # a store that does not answer by then is treated as down
 
@@ -48,7 +49,7 @@ class ModelLoader:
         max_loading: int,
         default_size: int,
         on_loaded: ModelEvent,
-        on_failed: ModelEvent,
+        on_failed: LoadFailedEvent,
     ) -> None:
         self.instance_id = instance_id
         self.cache = cache
@@ -62,9 +63,14 @@ class ModelLoader:
         self._on_failed = on_failed
         self._tasks = tasks
         self.accepting = True
+        # False while the runtime is unreachable (RuntimeHealth says so): no new loads here.
+        self.runtime_reachable = True
 
     def stop_accepting(self) -> None:
         self.accepting = False
+
+    def set_runtime_reachable(self, reachable: bool) -> None:
+        self.runtime_reachable = reachable
 
     # --- loads --------------------------------------------------------------------------
 
@@ -81,6 +87,8 @@ class ModelLoader:
                 continue
             if not self.accepting:
                 raise ShuttingDown("instance is shutting down")
+            if not self.runtime_reachable:
+                raise RuntimeDown(f"ModelRuntime UNAVAILABLE: runtime unreachable, not loading {model_id} here")
             size = await self.runtime.predict_size(model_id, record.type, record.path, record.key) \
                 or self.default_size
             if size > self.cache.capacity:
@@ -154,6 +162,9 @@ class ModelLoader:
     async def _load_failed(self, copy: LocalCopy, e: BaseException) -> None:
         model_id = copy.model_id
         message = _error_text(e)
+        if isinstance(e, grpc.aio.AioRpcError) and e.code() is grpc.StatusCode.UNAVAILABLE:
+            await self._load_unreachable(copy, message)
+            return
         if isinstance(e, asyncio.TimeoutError) or (
                 isinstance(e, grpc.aio.AioRpcError) and e.code() is grpc.StatusCode.DEADLINE_EXCEEDED):
             message = f"load of {model_id} timed out after {self.load_timeout_s:.0f}s"
@@ -176,7 +187,24 @@ class ModelLoader:
                 await self.runtime.unload(model_id, timeout_s=30)
             except grpc.aio.AioRpcError:
                 pass
-        await self._on_failed(model_id)
+        await self._on_failed(model_id, False)
+
+    async def _load_unreachable(self, copy: LocalCopy, message: str) -> None:
+        """The runtime could not be reached for the load: a fault of this instance, not of
+        the model, so no failure is recorded against it (it would bar this instance for the
+        whole load-failure expiry); the claim is dropped and the load goes elsewhere. No new
+        loads here until RuntimeHealth sees the runtime reachable (its next check)."""
+        model_id = copy.model_id
+        self.runtime_reachable = False
+        self.metrics.load_failures.inc()
+        log.warning("model load failed: runtime unreachable", model_id=model_id, error=message)
+        try:
+            await self.models.update(model_id, lambda r: r and (
+                r.without_copies_on({self.instance_id}) if self.instance_id in r.loading_in else r))
+        except Exception as ue:  # noqa: BLE001 - a stale claim is reaped by reconcile_records
+            log.warning("could not drop load claim", model_id=model_id, error=str(ue))
+        await self.cache.release(copy, RuntimeDown(f"ModelRuntime UNAVAILABLE: {message}"))
+        await self._on_failed(model_id, True)
 
     # --- room ---------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from modelmesh.mesh.cache import CopyState, LocalCache, LocalCopy, now_ms
 from modelmesh.mesh.channels import PeerChannels, RawChannel
 from modelmesh.mesh.constraints import TypeConstraints
 from modelmesh.mesh.dataplane import DataPlaneConfig
-from modelmesh.mesh.errors import InvalidRequest, LoadFailed, MeshError, ModelNotFound
+from modelmesh.mesh.errors import InvalidRequest, LoadFailed, MeshError, ModelNotFound, RuntimeDown
 from modelmesh.mesh.loader import ModelLoader
 from modelmesh.mesh.metrics import MeshMetrics
 from modelmesh.mesh.payloads import REQUEST_TYPE, RESPONSE_TYPE, PayloadProcessors
@@ -51,10 +51,6 @@ def runtime_said_not_found(e: grpc.aio.AioRpcError) -> bool:
     if code is grpc.StatusCode.UNAVAILABLE and "unknown model" in lowered and "not found" in lowered:
         return True  # Triton
     return code is grpc.StatusCode.INVALID_ARGUMENT and lowered.startswith("model ") and "not found" in lowered
-
-
-class RuntimeDown(MeshError):
-    code = grpc.StatusCode.INTERNAL
 
 
 @dataclass
@@ -295,6 +291,10 @@ class Router:
             if target == self.instance_id:
                 try:
                     copy = await self._load_here(model_id, record, vmodel_id)
+                except RuntimeDown as e:  # our runtime went down since placement: elsewhere
+                    runtime_down = e
+                    tried.add(self.instance_id)
+                    continue
                 except LoadFailed:
                     tried.add(self.instance_id)
                     record = self.models.get(model_id) or record
@@ -374,10 +374,19 @@ class Router:
             return await self._call_runtime(method, payload, metadata, timeout, copy.model_id, vmodel_id)
         except grpc.aio.AioRpcError as e:
             if runtime_said_not_found(e) and not retried:
+                copy.inflight -= 1
+                if not self.loader.runtime_reachable:
+                    # No reload while the runtime is down (it would fail and count against the
+                    # model): drop the copy; the caller serves from another instance.
+                    log.warning("runtime does not have a model the mesh thinks is loaded and is "
+                                "unreachable; not reloading here", model_id=copy.model_id)
+                    await self.loader.forget(copy)
+                    copy.inflight += 1
+                    raise RuntimeDown(f"ModelRuntime UNAVAILABLE: runtime unreachable, model {copy.model_id} "
+                                      "not loaded") from None
                 # The runtime lost the model (restart?): reload it once and retry.
                 log.warning("runtime does not have a model the mesh thinks is loaded; reloading",
                             model_id=copy.model_id)
-                copy.inflight -= 1
                 await self.loader.unload(copy, "missing in runtime")
                 copy.inflight += 1
                 fresh = await self._load_here(copy.model_id, record, vmodel_id)

@@ -11,6 +11,7 @@ import grpc
 from modelmesh.config.tls import ServerTls
 from modelmesh.mesh.api import ModelMeshApi
 from modelmesh.mesh.coordinator import ENSURE_LOADED
+from modelmesh.mesh.errors import MeshError
 from modelmesh.mesh.router import Router
 from modelmesh.observability.logging import get_logger
 from modelmesh.mesh.v2_server import V2ServerRpcs
@@ -43,7 +44,10 @@ class _RawInference(grpc.GenericRpcHandler):
                 ensure = self._ensure_loaded
 
                 async def ensure_loaded(request: pb.EnsureLoadedRequest, context) -> pb.ModelStatusInfo:
-                    return await ensure(request)
+                    try:
+                        return await ensure(request)
+                    except MeshError as e:
+                        await context.abort(e.code, e.message)
 
                 handler = grpc.unary_unary_rpc_method_handler(
                     ensure_loaded, request_deserializer=pb.EnsureLoadedRequest.FromString,

@@ -4,7 +4,8 @@ It stands in for a real model server where the test needs to control what a runt
 (load delays, failures, sizes, crashes); tests through real MLServer/Triton cover the real
 thing. Behaviour per model comes from its model key JSON:
   {"load_ms": 200, "fail": "message", "size": 123456, "infer_ms": 5, "fail_on": ["runtime name", ...],
-   "max_concurrency": 2}
+   "max_concurrency": 2, "unavailable_loads": 1}
+(unavailable_loads: the first N load attempts of the model answer UNAVAILABLE)
 (size 0: loadModel reports no size, so the mesh asks modelSize)
 ModelInfer answers with the model name it was addressed to, the mm-model-id header it saw,
 this runtime's name (env TEST_RUNTIME_NAME) and its inputs echoed as raw outputs.
@@ -66,6 +67,9 @@ class Runtime(ModelRuntimeServicer):
         self.s.load_attempts[request.modelId] = self.s.load_attempts.get(request.modelId, 0) + 1
         if spec.get("load_ms"):
             await asyncio.sleep(spec["load_ms"] / 1000)
+        if self.s.load_attempts[request.modelId] <= spec.get("unavailable_loads", 0):
+            # As an adapter answers while it cannot reach its model server.
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "model server unreachable")
         if spec.get("fail"):
             await context.abort(grpc.StatusCode.INTERNAL, spec["fail"])
         if self.s.name in spec.get("fail_on", ()):  # fails on the runtimes named, loads elsewhere

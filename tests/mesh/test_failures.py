@@ -251,3 +251,127 @@ async def test_a_reload_while_etcd_is_down_still_serves(private_etcd, nodes, cli
     while not await listed():
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.1)
+
+
+async def test_no_reload_while_the_runtime_is_unreachable_and_no_failure_recorded(etcd, nodes, client_for, tmp_path):
+    """The model server answers but the ModelRuntime (adapter) connection is down, so the
+    instance is unhealthy: a request whose model the server lost is not reloaded there (that
+    load would fail and bar the instance for the load-failure expiry); it is served by another
+    instance, else answered "ModelRuntime UNAVAILABLE", and the model loads once the runtime
+    is back."""
+    import urllib.request
+
+    from harness.mesh import TestRuntimeProcess
+
+    from modelmesh.protos import model_runtime_pb2 as rt
+    from modelmesh.protos.model_runtime_pb2_grpc import ModelRuntimeStub
+
+    # The model server behind the mesh's serving port; the node's own runtime is the adapter
+    # (the SPI endpoint), which the test stops. The test plays the adapter's part of putting
+    # models into the server.
+    server = TestRuntimeProcess(tmp_path, "srv-a", 100 * MB).start()
+    try:
+        a = nodes(etcd, "ur-a", mesh_env={"INTERNAL_SERVING_GRPC_PORT": str(server.port)})
+        ca = client_for(a)
+
+        async def server_call(method: str, model_id: str) -> None:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+                stub = ModelRuntimeStub(ch)
+                if method == "load":
+                    await stub.loadModel(rt.LoadModelRequest(modelId=model_id, modelKey="{}"), timeout=10)
+                else:
+                    await stub.unloadModel(rt.UnloadModelRequest(modelId=model_id), timeout=10)
+
+        def ready_status() -> int:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{a.mesh.probe_port}/ready", timeout=2) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        async def no_failure_recorded() -> pb.ModelStatusInfo:
+            st = await ca.mesh.getModelStatus(pb.GetStatusRequest(modelId="ur"))
+            assert st.status != ST.LOADING_FAILED and not st.errors, st
+            assert all(ci.copyStatus != ST.LOADING_FAILED for ci in st.modelCopyInfos), st
+            return st
+
+        st = await ca.mesh.registerModel(pb.RegisterModelRequest(modelId="ur", modelInfo=model_info(), loadNow=True,
+                                                                 sync=True))
+        assert st.status == ST.LOADED
+        await server_call("load", "ur")
+        assert (await ca.infer("ur")).parameters["runtime"].string_param == "srv-a"
+
+        # Adapter down, and the server lost the model: no instance can serve it now.
+        a.runtime.stop()
+        await wait_for(lambda: ready_status() == 503, 30)
+        await server_call("unload", "ur")
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await ca.infer("ur")
+        assert e.value.code() == grpc.StatusCode.INTERNAL
+        assert e.value.details().startswith("ModelRuntime UNAVAILABLE"), e.value.details()
+        assert (await no_failure_recorded()).status == ST.NOT_LOADED
+
+        # The adapter is back: the model loads on this instance as usual.
+        a.runtime.start()
+        await wait_for(lambda: ready_status() == 200, 30)
+        st = await ca.mesh.ensureLoaded(pb.EnsureLoadedRequest(modelId="ur", sync=True))
+        assert st.status == ST.LOADED, st
+        assert [ci.location for ci in st.modelCopyInfos] == ["loc-ur-a"]
+        await server_call("load", "ur")
+        assert (await ca.infer("ur")).parameters["runtime"].string_param == "srv-a"
+
+        # With another instance in the mesh, the request is served there instead.
+        b = nodes(etcd, "ur-b")
+        cb = client_for(b)
+        # A sees b live once it lists b's copy of a model b loaded.
+        await cb.mesh.registerModel(pb.RegisterModelRequest(modelId="ur-on-b", modelInfo=model_info(),
+                                                            loadNow=True, sync=True))
+
+        async def a_sees_b() -> list[str]:
+            st = await ca.mesh.getModelStatus(pb.GetStatusRequest(modelId="ur-on-b"))
+            return [ci.location for ci in st.modelCopyInfos]
+
+        await wait_for_async(a_sees_b, ["loc-ur-b"], 30)
+        a.runtime.stop()
+        await wait_for(lambda: ready_status() == 503, 30)
+        await server_call("unload", "ur")
+        assert (await ca.infer("ur")).parameters["runtime"].string_param == "ur-b"
+        await no_failure_recorded()
+    finally:
+        server.stop()
+
+
+
+async def test_a_load_that_finds_the_runtime_unreachable_is_not_a_model_failure(etcd, nodes, client_for):
+    """The adapter answers the load UNAVAILABLE (it cannot reach its model server): no load
+    failure is recorded against the model (which would bar the instance for the load-failure
+    expiry), so a request once the runtime is reachable loads and serves it."""
+    node = nodes(etcd, "ul")
+    c = client_for(node)
+    await c.mesh.registerModel(pb.RegisterModelRequest(modelId="ul", modelInfo=model_info(unavailable_loads=1),
+                                                       loadNow=True))
+    await wait_for_async(lambda: _load_attempts(node, "ul"), 1, 30)
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        st = await c.mesh.getModelStatus(pb.GetStatusRequest(modelId="ul"))
+        assert st.status != ST.LOADING_FAILED and not st.errors, st
+        try:
+            resp = await c.infer("ul")
+            break
+        except grpc.aio.AioRpcError as e:  # until the instance takes loads again (its next health check)
+            assert e.code() == grpc.StatusCode.INTERNAL and e.details().startswith("ModelRuntime UNAVAILABLE"), e
+        assert asyncio.get_running_loop().time() < deadline, "not served in time"
+        await asyncio.sleep(0.1)
+    assert resp.model_name == "ul"
+    assert await _load_attempts(node, "ul") == 2
+
+
+async def _load_attempts(node, model_id: str) -> int:
+    return (await node.runtime.loaded())["load_attempts"].get(model_id, 0)
+
+
+async def wait_for_async(probe, expected, timeout):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await probe() != expected:
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
