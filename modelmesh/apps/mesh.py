@@ -10,6 +10,9 @@ from modelmesh.config.mesh import MeshSettings
 from modelmesh.lifecycle import StartupError
 from modelmesh.mesh.instance import MeshInstance
 from modelmesh.mesh.prestop import PreStopGate
+from modelmesh.observability.logging import get_logger
+
+log = get_logger("modelmesh.runtime")
 
 
 class MeshApp(ObservedApp):
@@ -17,12 +20,30 @@ class MeshApp(ObservedApp):
         super().__init__("runtime", settings.metrics, settings.probe_port)
         self.settings = settings
         self.stop_requested = asyncio.Event()  # lifecycle.serve: stop as on SIGTERM
-        # Up first (before the probes say live, before the mesh starts), so a pod deleted during
-        # start-up stops in order too.
         self.prestop = PreStopGate(settings.prestop_port, self.stop_requested.set,
                                    max_hold_s=max(10.0, 2 * settings.shutdown_timeout_ms / 1000))
-        self.endpoints.insert(0, self.prestop.endpoint)
+        self.prestop_serving = False
         self.mesh = MeshInstance(settings, self.registry)
+
+    async def start(self) -> None:
+        # Up first (before the probes say live, before the mesh starts), so a pod deleted during
+        # start-up stops in order too. In a pod the controller reserves its port; elsewhere
+        # (several meshes on one host, as the launch contract allows, with MM_PRESTOP_WAIT_PORT
+        # left at its default) a taken port only means there is no pod shutdown order to serve.
+        try:
+            await self.prestop.start()
+            self.prestop_serving = True
+        except OSError as e:
+            log.warning("preStop gate not served: colocated containers' preStop hooks will not wait for the "
+                        "hand-off (set MM_PRESTOP_WAIT_PORT to a free port)", error=e.strerror)
+        await super().start()
+
+    async def stop(self) -> None:
+        try:
+            await super().stop()
+        finally:
+            if self.prestop_serving:
+                await self.prestop.stop()
 
     @property
     def ready(self) -> bool:

@@ -128,3 +128,20 @@ async def test_gate_hold_is_bounded():
                                       ("fe80::1%eth0", False), (None, False), ("garbage", False)])
 def test_only_loopback_peers_may_stop(peer, ok):
     assert is_loopback(peer) is ok
+
+
+async def test_meshes_side_by_side_share_the_default_prestop_port(etcd, nodes, client_for):
+    """The launch contract lets several meshes run on one host without naming
+    MM_PRESTOP_WAIT_PORT (8090 for all): the first serves the gate, the others start and serve
+    without it (a warning, not an exit)."""
+    port = free_port()
+    a = nodes(etcd, "pp-a", mesh_env={"MM_PRESTOP_WAIT_PORT": str(port)})
+    b = nodes(etcd, "pp-b", mesh_env={"MM_PRESTOP_WAIT_PORT": str(port)})
+    await client_for(a).mesh.registerModel(pb.RegisterModelRequest(modelId="pp-1", modelInfo=model_info()))
+    reply = await client_for(b).infer("pp-1")
+    assert reply.parameters["runtime"].string_param in ("pp-a", "pp-b")
+    assert "preStop gate not served" in b.mesh.log_path.read_text()
+    # a serves the gate: /prestop is held while a runs (a refused connection would not time out).
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(asyncio.TimeoutError):
+            await session.get(f"http://127.0.0.1:{port}/prestop", timeout=aiohttp.ClientTimeout(total=0.5))
