@@ -42,6 +42,14 @@ _DROP_HEADERS = _ID_HEADERS | frozenset({INTERNAL, BALANCED, "content-type", "te
                                          "grpc-encoding", "grpc-timeout", "accept-encoding"})
 
 
+class _RuntimeLostModel(Exception):
+    """The runtime answered NOT_FOUND for a model the mesh has loaded there."""
+
+    def __init__(self, error: grpc.aio.AioRpcError) -> None:
+        super().__init__(error.details())
+        self.error = error
+
+
 def runtime_said_not_found(e: grpc.aio.AioRpcError) -> bool:
     """Runtimes disagree on how to say 'no such model' (mesh.md): count them all."""
     code, details = e.code(), (e.details() or "")
@@ -357,7 +365,33 @@ class Router:
             self._requests.invoke(method, code, model_id, vmodel_id).observe((time.perf_counter() - started) * 1000)
 
     async def _call_local(self, copy: LocalCopy, record: ModelRecord, method: str, data: bytes, metadata: list,
-                          timeout: float | None, vmodel_id: str = "", retried: bool = False) -> bytes:
+                          timeout: float | None, vmodel_id: str = "") -> bytes:
+        try:
+            return await self._invoke_copy(copy, method, data, metadata, timeout, vmodel_id)
+        except _RuntimeLostModel:
+            pass
+        # Outside the copy's in-flight scope: unloading or forgetting it must see it idle.
+        if not self.loader.runtime_reachable:
+            # No reload while the runtime is down (it would fail and count against the
+            # model): drop the copy; the caller serves from another instance.
+            log.warning("runtime does not have a model the mesh thinks is loaded and is "
+                        "unreachable; not reloading here", model_id=copy.model_id)
+            await self.loader.forget(copy)
+            raise RuntimeDown(f"ModelRuntime UNAVAILABLE: runtime unreachable, model {copy.model_id} not loaded")
+        # The runtime lost the model (restart?): reload it once and retry once.
+        log.warning("runtime does not have a model the mesh thinks is loaded; reloading", model_id=copy.model_id)
+        await self.loader.unload(copy, "missing in runtime")
+        fresh = await self._load_here(copy.model_id, record, vmodel_id)
+        try:
+            return await self._invoke_copy(fresh, method, data, metadata, timeout, vmodel_id)
+        except _RuntimeLostModel as lost:  # lost again right after the reload: report as the runtime said
+            if lost.error.code() is grpc.StatusCode.UNAVAILABLE:
+                raise RuntimeDown(f"ModelRuntime UNAVAILABLE: {lost.error.details()}") from None
+            raise lost.error from None
+
+    async def _invoke_copy(self, copy: LocalCopy, method: str, data: bytes, metadata: list, timeout: float | None,
+                           vmodel_id: str) -> bytes:
+        """One call into the runtime for a loaded copy, counted in flight on it while it runs."""
         path = self._injection_paths.get(method)
         payload = inject_string(data, path, copy.model_id) if path else data
         copy.inflight += 1
@@ -373,24 +407,8 @@ class Router:
                     return await self._call_runtime(method, payload, metadata, timeout, copy.model_id, vmodel_id)
             return await self._call_runtime(method, payload, metadata, timeout, copy.model_id, vmodel_id)
         except grpc.aio.AioRpcError as e:
-            if runtime_said_not_found(e) and not retried:
-                copy.inflight -= 1
-                if not self.loader.runtime_reachable:
-                    # No reload while the runtime is down (it would fail and count against the
-                    # model): drop the copy; the caller serves from another instance.
-                    log.warning("runtime does not have a model the mesh thinks is loaded and is "
-                                "unreachable; not reloading here", model_id=copy.model_id)
-                    await self.loader.forget(copy)
-                    copy.inflight += 1
-                    raise RuntimeDown(f"ModelRuntime UNAVAILABLE: runtime unreachable, model {copy.model_id} "
-                                      "not loaded") from None
-                # The runtime lost the model (restart?): reload it once and retry.
-                log.warning("runtime does not have a model the mesh thinks is loaded; reloading",
-                            model_id=copy.model_id)
-                await self.loader.unload(copy, "missing in runtime")
-                copy.inflight += 1
-                fresh = await self._load_here(copy.model_id, record, vmodel_id)
-                return await self._call_local(fresh, record, method, data, metadata, timeout, vmodel_id, retried=True)
+            if runtime_said_not_found(e):
+                raise _RuntimeLostModel(e) from None
             if e.code() is grpc.StatusCode.UNAVAILABLE:
                 raise RuntimeDown(f"ModelRuntime UNAVAILABLE: {e.details()}") from None
             raise
