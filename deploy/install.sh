@@ -59,17 +59,17 @@ die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 info() { printf '==> %s\n' "$*" >&2; }
 k() { "$KUBECTL" "$@"; }
 b64() { base64 <"$1" | tr -d '\n'; }  # one line, with GNU and BSD base64 alike
-# cert_manager_served [WAIT_S]: whether the apiserver serves certificates.cert-manager.io. The
-# discovery list goes into a variable, not a pipe: `grep -q` closing the pipe early fails the
-# pipeline under pipefail. A CRD that exists but was only just established may be missing from
-# discovery for a moment, so that case is polled for up to WAIT_S seconds.
-cert_manager_served() {
-  local wait_s=${1:-0} resources deadline
-  k get crd certificates.cert-manager.io >/dev/null 2>&1 || wait_s=0
+# api_serves RESOURCE.GROUP [WAIT_S]: whether the apiserver's discovery lists RESOURCE.GROUP. The
+# list goes into a variable, not a pipe: `grep -q` closing the pipe early fails the pipeline
+# under pipefail. Discovery can lag a CRD that was only just established, so when the CRD
+# exists the check is repeated for up to WAIT_S seconds.
+api_serves() {
+  local resource=${1%%.*} group=${1#*.} wait_s=${2:-0} listed deadline
+  k get crd "$1" >/dev/null 2>&1 || wait_s=0
   deadline=$((SECONDS + wait_s))
   while :; do
-    resources=$(k api-resources --api-group=cert-manager.io -o name 2>/dev/null || true)
-    [[ $'\n'$resources == *$'\n'certificates.* ]] && return 0
+    listed=$(k api-resources --api-group="$group" -o name 2>/dev/null || true)
+    [[ $'\n'$listed$'\n' == *$'\n'"$resource.$group"$'\n'* ]] && return 0
     ((SECONDS < deadline)) || return 1
     sleep 1
   done
@@ -258,7 +258,7 @@ if [[ $delete == true ]]; then
   while read -r crd; do crds+=("$crd"); done < <(docs_where 'kind: CustomResourceDefinition' "$work/controller.yaml" | names_of /dev/stdin)
   wait_gone 120 "${crds[@]/#/customresourcedefinition/}" \
     || die "the CRDs are still being deleted: kubectl get crd ${crds[*]} -o yaml (a finalizer of another controller?)"
-  if cert_manager_served; then
+  if api_serves certificates.cert-manager.io; then
     k delete certificates.cert-manager.io,issuers.cert-manager.io -n "$namespace" \
       -l app.kubernetes.io/managed-by=modelmesh-install --ignore-not-found >&2 || true
   fi
@@ -340,7 +340,7 @@ EOF
     ca_bundle=$(b64 "$certs/ca.crt")
   fi
 else
-  cert_manager_served 30 \
+  api_serves certificates.cert-manager.io 30 \
     || die "cert-manager is not installed (no certificates.cert-manager.io): install it, or use --enable-self-signed-ca"
 fi
 
@@ -354,6 +354,9 @@ crds=()
 while read -r crd; do crds+=("$crd"); done < <(names_of "$work/crds.yaml")
 k wait --for condition=established --timeout=60s "${crds[@]/#/customresourcedefinition/}" >/dev/null \
   || die "the CRDs did not become established: kubectl get crd ${crds[*]}"
+for crd in "${crds[@]}"; do  # established can come a moment before discovery lists it
+  api_serves "$crd" 30 || die "the apiserver does not serve $crd: kubectl get crd $crd -o yaml"
+done
 
 if [[ $wait_ready == true ]]; then
   info "waiting for the controller to become ready"
