@@ -182,8 +182,9 @@ def _run(ns: argparse.Namespace, settings: Any) -> int:
         timeout_s = settings.shutdown_timeout_ms / 1000 if role == "mesh" else 30
     try:
         return lifecycle.run(lambda: module.make_app(settings), shutdown_timeout_s=timeout_s)
-    except SettingsError as e:  # a setting only the app can check (MM_TYPE_CONSTRAINTS's JSON, the
-        print(f"modelmesh {ns.mode}: {e}", file=sys.stderr)  # controller's defaults file)
+    except SettingsError as e:
+        # A setting only the app can check: MM_TYPE_CONSTRAINTS's JSON, the controller's defaults file.
+        print(f"modelmesh {ns.mode}: {e}", file=sys.stderr)
         return 2
 
 if __name__ == "__main__":

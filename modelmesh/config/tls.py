@@ -93,8 +93,10 @@ def read_private_key(path: str, setting: str, passphrase: str = "", passphrase_s
         return read_private_key(path, setting)  # given a passphrase, but the key is not encrypted
     except ValueError as e:
         if password is not None and _encrypted_pem(data):
+            hint = " (it ends with a line break, often left by a secret made from a file)" \
+                if passphrase != passphrase.rstrip("\r\n") else ""
             raise SettingsError(f"invalid {passphrase_setting}: it does not decrypt the key in "
-                                f"{setting}={path!r}") from None
+                                f"{setting}={path!r}{hint}") from None
         raise SettingsError(f"invalid {setting}={path!r}: not a PEM private key ({e})") from None
     except UnsupportedAlgorithm as e:
         raise SettingsError(f"invalid {setting}={path!r}: not a PEM private key ({e})") from None

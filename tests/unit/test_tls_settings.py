@@ -183,6 +183,11 @@ def test_an_encrypted_mesh_key_is_decrypted_in_memory(pki, encrypted):
                                      "MM_TLS_PRIVATE_KEY_PATH": str(pki["mesh.key"]),
                                      "MM_TLS_PRIVATE_KEY_PASSPHRASE": PASSPHRASE})
     assert s.server_tls().identity.private_key == pki["mesh.key"].read_bytes()
+    # A passphrase is taken as given (as the reference); a trailing line break is pointed out.
+    with pytest.raises(SettingsError, match=r"^invalid MM_TLS_PRIVATE_KEY_PASSPHRASE: .*ends with a line break"):
+        load_settings(MeshSettings, {"MM_TLS_KEY_CERT_PATH": str(pki["mesh.crt"]),
+                                     "MM_TLS_PRIVATE_KEY_PATH": str(encrypted["pkcs8"]),
+                                     "MM_TLS_PRIVATE_KEY_PASSPHRASE": PASSPHRASE + "\n"})
     # No TLS asked for: the passphrase alone changes nothing.
     assert load_settings(MeshSettings, {"MM_TLS_PRIVATE_KEY_PASSPHRASE": PASSPHRASE}).server_tls() is None
 
