@@ -175,15 +175,15 @@ def _run(ns: argparse.Namespace, settings: Any) -> int:
 
     configure_logging(settings.effective_level, settings.effective_format)
     if ns.mode == "controller":
-        from modelmesh.apps.controller import make_app
-
-        return lifecycle.run(lambda: make_app(settings), shutdown_timeout_s=30)
-    role = ns.role or "mesh"
-    module = importlib.import_module(f"modelmesh.apps.{role.replace('-', '_')}")
-    timeout_s = settings.shutdown_timeout_ms / 1000 if role == "mesh" else 30
+        module, timeout_s = importlib.import_module("modelmesh.apps.controller"), 30.0
+    else:
+        role = ns.role or "mesh"
+        module = importlib.import_module(f"modelmesh.apps.{role.replace('-', '_')}")
+        timeout_s = settings.shutdown_timeout_ms / 1000 if role == "mesh" else 30
     try:
         return lifecycle.run(lambda: module.make_app(settings), shutdown_timeout_s=timeout_s)
-    except SettingsError as e:  # a setting only the app can check (e.g. the JSON in MM_TYPE_CONSTRAINTS)
+    except SettingsError as e:
+        # A setting only the app can check: MM_TYPE_CONSTRAINTS's JSON, the controller's defaults file.
         print(f"modelmesh {ns.mode}: {e}", file=sys.stderr)
         return 2
 

@@ -16,11 +16,13 @@ from kubernetes_asyncio import config as k8s_config
 
 from modelmesh.apps.observed import ObservedApp
 from modelmesh.config.common import MetricsSpec
-from modelmesh.config.controller import ControllerSettings
+from modelmesh.config.controller import DEFAULTS_FILE, ControllerSettings
+from modelmesh.config.settings import SettingsError
 from modelmesh.controller.kube import KubeApi
 from modelmesh.controller.leader import LeaderElector
 from modelmesh.controller.manager import Controller, ControllerStartError
 from modelmesh.controller.meshclient import MeshClient
+from modelmesh.controller.user_config import DEFAULTS, ConfigError, load_defaults_file
 from modelmesh.controller.webhook import AdmissionWebhook
 from modelmesh.lifecycle import StartupError
 from modelmesh.observability.http import HttpEndpoint
@@ -56,6 +58,7 @@ async def open_mesh_store(files: dict[str, bytes]):
 
 class ControllerApp(ObservedApp):
     def __init__(self, settings: ControllerSettings, mesh: MeshClient | None = None, host: str = "0.0.0.0") -> None:
+        self.config_defaults = _config_defaults(settings)  # first: a broken file starts nothing
         super().__init__("controller", MetricsSpec(port=settings.metrics_port, scheme="http"), None, host)
         self.settings = settings
         self._mesh = mesh
@@ -88,7 +91,8 @@ class ControllerApp(ObservedApp):
         else:
             log.info("no webhook certificate, admission webhook off", cert_dir=s.webhook_cert_dir)
         self.controller = Controller(api, s, self.registry, mesh=self._mesh,
-                                     kv_opener=open_mesh_store if s.watch_mesh_tables else None)
+                                     kv_opener=open_mesh_store if s.watch_mesh_tables else None,
+                                     config_defaults=self.config_defaults)
         identity = s.pod_name or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
         if s.leader_elect:
             self._elector = LeaderElector(api, s.namespace, identity)
@@ -128,6 +132,19 @@ class ControllerApp(ObservedApp):
             await self.webhook.stop()
         if self.api_client is not None:
             await self.api_client.close()
+
+
+def _config_defaults(settings: ControllerSettings) -> dict:
+    """The defaults under model-serving-config, read once at start (as the reference: an edited
+    model-serving-config-defaults takes effect when the controller restarts). A broken file is
+    a SettingsError: the CLI exits 2 with one line naming the file."""
+    path = settings.config_defaults_file or DEFAULTS_FILE
+    try:
+        defaults = load_defaults_file(settings.config_defaults_file)
+    except ConfigError as e:
+        raise SettingsError(f"invalid config defaults (ConfigMap model-serving-config-defaults): {e}") from None
+    log.info("config defaults", file=path, file_read=Path(path).is_file(), same_as_built_in=defaults == DEFAULTS)
+    return defaults
 
 
 def make_app(settings: ControllerSettings) -> ControllerApp:

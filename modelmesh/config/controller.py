@@ -10,6 +10,9 @@ from modelmesh.config.settings import parse_bool, port, setting
 from modelmesh.config.tls import TlsIdentity, load_identity
 
 _SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# Where the reference mounts the ConfigMap model-serving-config-defaults and reads its defaults
+# (modelmesh-serving pkg/config: MountLocation + config-defaults.yaml); deploy/manager mounts it there.
+DEFAULTS_FILE = "/etc/model-serving/config/default/config-defaults.yaml"
 
 
 def _default_namespace() -> str:
@@ -44,6 +47,9 @@ class ControllerSettings(LogSettings):
     webhook_port: int = setting("WEBHOOK_PORT", 9443, "validating admission webhook (TLS)", check=port)
     webhook_cert_dir: str = setting("WEBHOOK_CERT_DIR", "/tmp/k8s-webhook-server/serving-certs", "tls.crt and tls.key")
     leader_elect: bool = setting("LEADER_ELECT", True, "take the Lease before reconciling", parse=parse_bool)
+    config_defaults_file: str = setting(
+        "CONFIG_DEFAULTS_FILE", "", f"the defaults under model-serving-config, read at start (ours; default: "
+        f"{DEFAULTS_FILE} when present, where the reference reads the mounted model-serving-config-defaults)")
     watch_mesh_tables: bool = setting(
         "MESH_TABLE_WATCH", True, "watch the mesh's etcd tables for load results (else poll the mesh)",
         parse=parse_bool,

@@ -16,7 +16,9 @@ from modelmesh.config.settings import (
     positive,
     setting,
 )
-from modelmesh.config.tls import ServerTls, load_server_tls, parse_client_auth
+from modelmesh.config.tls import ServerTls, TlsSettingNames, load_server_tls, parse_client_auth
+
+_TLS_NAMES = TlsSettingNames(passphrase="MM_TLS_PRIVATE_KEY_PASSPHRASE")
 
 
 def _no_slash_or_space(value: str) -> str | None:
@@ -113,6 +115,9 @@ class MeshSettings(LogSettings):
     tls_key_cert_path: str = setting(
         "MM_TLS_KEY_CERT_PATH", "", "TLS certificate (PEM) of the external and the internal port, shared by peers")
     tls_private_key_path: str = setting("MM_TLS_PRIVATE_KEY_PATH", "", "TLS private key (PEM)")
+    tls_private_key_passphrase: str = setting(
+        "MM_TLS_PRIVATE_KEY_PASSPHRASE", "", "passphrase of an encrypted MM_TLS_PRIVATE_KEY_PATH (PKCS#8 or OpenSSL "
+        "PEM); decrypted in memory at start", secret=True)
     tls_client_auth: str = setting("MM_TLS_CLIENT_AUTH", "none", "none | optional | require (any case)",
                                    parse=parse_client_auth)
     tls_trust_cert_path: str = setting(
@@ -121,7 +126,7 @@ class MeshSettings(LogSettings):
     def server_tls(self) -> ServerTls | None:
         """The TLS of both ports (None: plaintext); reads and checks the files."""
         return load_server_tls(self.tls_key_cert_path, self.tls_private_key_path, self.tls_client_auth,
-                               self.tls_trust_cert_path)
+                               self.tls_trust_cert_path, _TLS_NAMES, self.tls_private_key_passphrase)
 
     def validate(self) -> None:
         self.server_tls()

@@ -50,11 +50,12 @@ def setting(
     `check` returns an error message for a parsed value that is out of range.
     """
     meta = {"setting": SettingMeta(env=env, help=help, parse=parse, check=check, secret=secret)}
+    # A secret stays out of the settings' repr (and so out of any log line that shows them).
     if default_factory is not None:
-        return dataclasses.field(default_factory=default_factory, metadata=meta)
+        return dataclasses.field(default_factory=default_factory, metadata=meta, repr=not secret)
     if default is _MISSING:
         default = REQUIRED
-    return dataclasses.field(default=default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta, repr=not secret)
 
 
 # --- value parsers -------------------------------------------------------------------------

@@ -74,15 +74,40 @@ def read_certificates(path: str, setting: str) -> tuple[bytes, list[x509.Certifi
     return data, certs
 
 
-def read_private_key(path: str, setting: str):
+def read_private_key(path: str, setting: str, passphrase: str = "", passphrase_setting: str = ""):
+    """The PEM key at `path` as PEM bytes for grpc (unencrypted) and the parsed key.
+
+    An encrypted key (PKCS#8 `ENCRYPTED PRIVATE KEY`, or traditional OpenSSL PEM with
+    `Proc-Type: 4,ENCRYPTED`) needs the passphrase; it is decrypted here, in memory only, and
+    handed on as unencrypted PKCS#8. Where no passphrase setting exists (passphrase_setting "")
+    an encrypted key is an error. A passphrase given for an unencrypted key is not needed and
+    goes unused (the reference's BouncyCastle key reader does the same)."""
     data = _read(path, setting)
+    password = passphrase.encode() if passphrase else None
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        key = serialization.load_pem_private_key(data, password=password)
     except TypeError:
-        raise SettingsError(f"invalid {setting}={path!r}: the key is encrypted (give an unencrypted PEM key)") from None
-    except (ValueError, UnsupportedAlgorithm) as e:
+        if password is None:
+            fix = f"set {passphrase_setting}" if passphrase_setting else "give an unencrypted PEM key"
+            raise SettingsError(f"invalid {setting}={path!r}: the key is encrypted ({fix})") from None
+        return read_private_key(path, setting)  # given a passphrase, but the key is not encrypted
+    except ValueError as e:
+        if password is not None and _encrypted_pem(data):
+            hint = " (it ends with a line break, often left by a secret made from a file)" \
+                if passphrase != passphrase.rstrip("\r\n") else ""
+            raise SettingsError(f"invalid {passphrase_setting}: it does not decrypt the key in "
+                                f"{setting}={path!r}{hint}") from None
         raise SettingsError(f"invalid {setting}={path!r}: not a PEM private key ({e})") from None
+    except UnsupportedAlgorithm as e:
+        raise SettingsError(f"invalid {setting}={path!r}: not a PEM private key ({e})") from None
+    if password is not None:
+        data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
     return data, key
+
+
+def _encrypted_pem(data: bytes) -> bool:
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data or b"Proc-Type: 4,ENCRYPTED" in data
 
 
 def _public_der(public_key) -> bytes:
@@ -118,8 +143,11 @@ def pem_certificate_name(pem: bytes | str) -> str:
         return ""
 
 
-def load_identity(cert_path: str, cert_setting: str, key_path: str, key_setting: str) -> TlsIdentity | None:
-    """The certificate + key pair, None when neither is set; both or neither must be set."""
+def load_identity(cert_path: str, cert_setting: str, key_path: str, key_setting: str,
+                  passphrase: str = "", passphrase_setting: str = "") -> TlsIdentity | None:
+    """The certificate + key pair, None when neither is set; both or neither must be set.
+    `passphrase_setting` names where the key's passphrase comes from ("": encrypted keys are
+    refused, as by the REST proxy and the controller, whose references read none)."""
     if not cert_path and not key_path:
         return None
     if not key_path:
@@ -127,7 +155,7 @@ def load_identity(cert_path: str, cert_setting: str, key_path: str, key_setting:
     if not cert_path:
         raise SettingsError(f"{cert_setting} is required when {key_setting} is set")
     chain, certs = read_certificates(cert_path, cert_setting)
-    key_pem, key = read_private_key(key_path, key_setting)
+    key_pem, key = read_private_key(key_path, key_setting, passphrase, passphrase_setting)
     if _public_der(key.public_key()) != _public_der(certs[0].public_key()):
         raise SettingsError(f"invalid {key_setting}={key_path!r}: the key does not belong to the certificate "
                             f"in {cert_setting}")
@@ -156,13 +184,15 @@ class TlsSettingNames:
     key: str = "MM_TLS_PRIVATE_KEY_PATH"
     client_auth: str = "MM_TLS_CLIENT_AUTH"
     trust: str = "MM_TLS_TRUST_CERT_PATH"
+    passphrase: str = ""  # the key's passphrase setting; "" = none (encrypted keys are refused)
 
 
 def load_server_tls(cert_path: str, key_path: str, client_auth: str, trust_paths: str,
-                    names: TlsSettingNames = TlsSettingNames()) -> ServerTls | None:
+                    names: TlsSettingNames = TlsSettingNames(), passphrase: str = "") -> ServerTls | None:
     """A server's TLS, None when none is configured; client authentication or a trust bundle
-    without a certificate is an error (it would otherwise serve plaintext to everyone)."""
-    identity = load_identity(cert_path, names.cert, key_path, names.key)
+    without a certificate is an error (it would otherwise serve plaintext to everyone). A
+    passphrase without a key is unused, as the reference leaves it."""
+    identity = load_identity(cert_path, names.cert, key_path, names.key, passphrase, names.passphrase)
     trusted = load_trust(trust_paths, names.trust)
     if identity is None:
         if client_auth != "none":

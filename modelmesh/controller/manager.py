@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -31,7 +31,13 @@ from modelmesh.controller.meshclient import GrpcMeshClient, MeshClient, TlsFiles
 from modelmesh.controller.reconcilers.model import ModelReconciler
 from modelmesh.controller.reconcilers.namespace import NamespaceReconciler
 from modelmesh.controller.reconcilers.runtime import RuntimeReconciler
-from modelmesh.controller.user_config import CONFIG_KEY, CONFIG_MAP_NAME, ConfigError, ControllerConfig
+from modelmesh.controller.user_config import (
+    CONFIG_KEY,
+    CONFIG_MAP_NAME,
+    ConfigError,
+    ControllerConfig,
+    load_defaults_file,
+)
 from modelmesh.controller.watcher import Watcher
 from modelmesh.controller.workqueue import QueueMetrics, WorkQueue
 from modelmesh.observability.logging import get_logger
@@ -57,10 +63,16 @@ class Controller:
     def __init__(self, api: KubeApi, settings: ControllerSettings, registry: CollectorRegistry,
                  mesh: MeshClient | None = None, kv_opener: KVOpener | None = None,
                  resync_s: float = 300.0, clock: Callable[[], float] | None = None,
-                 poll_max_s: float = 5.0) -> None:
+                 poll_max_s: float = 5.0, config_defaults: Mapping[str, Any] | None = None) -> None:
+        """`config_defaults`: load_defaults_file's result (None: read CONFIG_DEFAULTS_FILE now;
+        a broken file raises ConfigError)."""
         self.api = api
         self.settings = settings
-        self.ctx = Context(api=api, settings=settings, mesh=mesh or GrpcMeshClient(self._resolve_mesh))
+        if config_defaults is None:
+            config_defaults = load_defaults_file(settings.config_defaults_file)
+        self.config_defaults = config_defaults
+        self.ctx = Context(api=api, settings=settings, mesh=mesh or GrpcMeshClient(self._resolve_mesh),
+                           config=ControllerConfig.defaults(config_defaults))
         self._owns_mesh = mesh is None
         self._kv_opener = kv_opener
         self._resync_s = resync_s
@@ -219,7 +231,7 @@ class Controller:
         cm = self.configmaps.get(self.settings.namespace, CONFIG_MAP_NAME) if self.configmaps else None
         text = ((cm or {}).get("data") or {}).get(CONFIG_KEY)
         try:
-            config = ControllerConfig.from_yaml(text)
+            config = ControllerConfig.from_yaml(text, self.config_defaults)
         except ConfigError as e:
             ctx.config_error = str(e)
             self._config_valid.set(0)

@@ -1,7 +1,10 @@
-"""The user ConfigMap `model-serving-config` (key config.yaml) over the built-in defaults.
+"""The user ConfigMap `model-serving-config` (key config.yaml) over the defaults.
 
-Keys are case-insensitive (as the reference's viper). A value of the wrong type or out of
-range raises ConfigError naming the key; the caller keeps the last good config.
+The defaults are the built-in DEFAULTS with the mounted ConfigMap `model-serving-config-defaults`
+(file config-defaults.yaml) over them, as the reference reads it: built-in < defaults file <
+user ConfigMap. Keys are case-insensitive in both files (as the reference's viper). A value of
+the wrong type or out of range raises ConfigError naming the key; for the user ConfigMap the
+caller keeps the last good config, a broken defaults file stops the controller at start.
 """
 
 from __future__ import annotations
@@ -9,11 +12,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from modelmesh import __version__
+from modelmesh.config.controller import DEFAULTS_FILE
 
 CONFIG_MAP_NAME = "model-serving-config"
 CONFIG_KEY = "config.yaml"
@@ -59,7 +64,7 @@ class ConfigError(ValueError):
     """An invalid model-serving-config; the message names the key."""
 
 
-def _merge(defaults: dict[str, Any], user: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _merge(defaults: Mapping[str, Any], user: Mapping[str, Any], where: str) -> dict[str, Any]:
     out = copy.deepcopy(defaults)
     canonical = {k.lower(): k for k in defaults}
     for raw_key, value in user.items():
@@ -77,6 +82,59 @@ def _merge(defaults: dict[str, Any], user: Mapping[str, Any], where: str) -> dic
             continue
         out[key] = _typed(value, default, path)
     return out
+
+
+# Image settings whose digest a user's different tag clears, when the digest is the default's
+# (the reference's clearDigestIfTagsDiffer: a tag set over a defaults file that pins a digest).
+_IMAGE_KEYS = (("modelMeshImage",), ("storageHelperImage",), ("restProxy", "image"))
+
+
+def _clear_default_digests(merged: dict[str, Any], defaults: Mapping[str, Any]) -> None:
+    for path in _IMAGE_KEYS:
+        image, default = merged, defaults
+        for key in path:
+            image, default = image[key], default[key]
+        if image["tag"] != default["tag"] and image["digest"] == default["digest"]:
+            image["digest"] = ""
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error on one line: where and what."""
+    mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
+    if mark is not None and problem:
+        return f"line {mark.line + 1} column {mark.column + 1}: {problem}"
+    return " ".join(str(e).split())
+
+
+def load_defaults_file(path: str) -> dict[str, Any]:
+    """The defaults: DEFAULTS with the file at `path` merged over them (keys case-insensitive,
+    types and ranges checked as for config.yaml). `path` "" is DEFAULTS_FILE, where the
+    deployment mounts `model-serving-config-defaults`, and may be absent (then DEFAULTS, as the
+    reference carries on without it); a path given explicitly must exist. Raises ConfigError,
+    one line naming the file."""
+    file = Path(path or DEFAULTS_FILE)
+    try:
+        text = file.read_text()
+    except FileNotFoundError:
+        if not path:
+            return copy.deepcopy(DEFAULTS)
+        raise ConfigError(f"{file}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{file}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{file}: not valid YAML: {_yaml_problem(e)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{file}: must be a map of settings")
+    try:
+        merged = _merge(DEFAULTS, data, "")
+        ControllerConfig.from_mapping({}, merged)  # every value usable, as for config.yaml
+    except ConfigError as e:
+        raise ConfigError(f"{file}: {e}") from None
+    return merged
 
 
 def _typed(value: Any, default: Any, path: str) -> Any:
@@ -168,22 +226,24 @@ class ControllerConfig:
     modelmesh_endpoint: str
 
     @classmethod
-    def defaults(cls) -> "ControllerConfig":
-        return cls.from_mapping({})
+    def defaults(cls, defaults: Mapping[str, Any] = DEFAULTS) -> "ControllerConfig":
+        return cls.from_mapping({}, defaults)
 
     @classmethod
-    def from_yaml(cls, text: str | None) -> "ControllerConfig":
+    def from_yaml(cls, text: str | None, defaults: Mapping[str, Any] = DEFAULTS) -> "ControllerConfig":
+        """config.yaml of the user ConfigMap over `defaults` (load_defaults_file's)."""
         try:
             data = yaml.safe_load(text or "") or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"config.yaml is not valid YAML: {e}") from None
         if not isinstance(data, Mapping):
             raise ConfigError("config.yaml must be a map")
-        return cls.from_mapping(data)
+        return cls.from_mapping(data, defaults)
 
     @classmethod
-    def from_mapping(cls, user: Mapping[str, Any]) -> "ControllerConfig":
-        c = _merge(DEFAULTS, user, "")
+    def from_mapping(cls, user: Mapping[str, Any], defaults: Mapping[str, Any] = DEFAULTS) -> "ControllerConfig":
+        c = _merge(defaults, user, "")
+        _clear_default_digests(c, defaults)
         m, s2z, rp, tls = c["metrics"], c["scaleToZero"], c["restProxy"], c["tls"]
         _check(c["podsPerRuntime"] >= 0, "podsPerRuntime: expected >= 0")
         _check(s2z["gracePeriodSeconds"] >= 0, "scaleToZero.gracePeriodSeconds: expected >= 0")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from typing import Any
 
 import yaml
 from harness.process import ManagedProcess, free_port, port_open
+
+from modelmesh.config.controller import DEFAULTS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -133,19 +136,30 @@ class InstalledController:
             else:
                 field = item["valueFrom"]["fieldRef"]["fieldPath"]
                 env[item["name"]] = {"metadata.name": self.pod_name, "metadata.namespace": namespace}[field]
-        # Mount the secret volumes as the kubelet would (the webhook certificate).
+        # Mount the secret and ConfigMap volumes as the kubelet would (the webhook certificate,
+        # model-serving-config-defaults), and point the controller at the copies.
         mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts") or []}
         for volume in pod.get("volumes") or []:
-            if "secret" not in volume or volume["name"] not in mounts:
+            if volume["name"] not in mounts or not ({"secret", "configMap"} & set(volume)):
                 continue
-            secret = get(kubeconfig, "secret", volume["secret"]["secretName"], namespace)
-            assert secret is not None, f"secret {volume['secret']['secretName']} of the Deployment is missing"
             target = workdir / "mounts" / volume["name"]
             target.mkdir(parents=True, exist_ok=True)
-            for key, value in (secret.get("data") or {}).items():
-                (target / key).write_bytes(base64.b64decode(value))
+            if "secret" in volume:
+                secret = get(kubeconfig, "secret", volume["secret"]["secretName"], namespace)
+                assert secret is not None, f"secret {volume['secret']['secretName']} of the Deployment is missing"
+                for key, value in (secret.get("data") or {}).items():
+                    (target / key).write_bytes(base64.b64decode(value))
+            else:
+                cm = get(kubeconfig, "configmap", volume["configMap"]["name"], namespace)
+                assert cm is not None, f"ConfigMap {volume['configMap']['name']} of the Deployment is missing"
+                for key, value in (cm.get("data") or {}).items():
+                    (target / key).write_text(value)
             if env.get("WEBHOOK_CERT_DIR") == mounts[volume["name"]]:
                 env["WEBHOOK_CERT_DIR"] = str(target)
+            # The controller reads its defaults at the reference's path, which this machine lacks:
+            # a volume mounted there is handed over by path (a file it names must exist).
+            if mounts[volume["name"]] == posixpath.dirname(DEFAULTS_FILE):
+                env["CONFIG_DEFAULTS_FILE"] = str(target / posixpath.basename(DEFAULTS_FILE))
         self.health_port, self.metrics_port, self.webhook_port = free_port(), free_port(), free_port()
         env.update(METRICS_PORT=str(self.metrics_port), HEALTH_PROBE_PORT=str(self.health_port),
                    WEBHOOK_PORT=str(self.webhook_port), KUBECONFIG=str(sa_kubeconfig_path))

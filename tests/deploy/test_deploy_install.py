@@ -98,8 +98,17 @@ def _installed_objects(kc: Path, namespace: str, cluster_scope: bool) -> None:
             assert get(kc, "servingruntime", name, namespace), name
 
 
-def _reconciles_example(deploy_cluster, namespace: str, isvc_namespace: str, tmp: Path) -> None:
+def _reconciles_example(deploy_cluster, namespace: str, isvc_namespace: str, tmp: Path,
+                        mm_resources: dict | None = None) -> None:
+    """`mm_resources`: edit modelMeshResources in the installed model-serving-config-defaults
+    first (as a platform team would) and expect them on the runtime's mm container."""
     kc = deploy_cluster.kubeconfig
+    if mm_resources is not None:
+        cm = get(kc, "configmap", "model-serving-config-defaults", namespace)
+        defaults = yaml.safe_load(cm["data"]["config-defaults.yaml"])
+        defaults["modelMeshResources"] = mm_resources
+        kubectl(kc, "patch", "configmap", "model-serving-config-defaults", "-n", namespace, "--type", "merge",
+                "-p", json.dumps({"data": {"config-defaults.yaml": yaml.safe_dump(defaults)}}))
     controller = InstalledController(kc, namespace, deploy_cluster.as_controller(namespace), tmp).start()
     try:
         kubectl(kc, "apply", "-n", isvc_namespace, "-f",
@@ -113,6 +122,8 @@ def _reconciles_example(deploy_cluster, namespace: str, isvc_namespace: str, tmp
         containers = {c["name"]: c for c in dep["spec"]["template"]["spec"]["containers"]}
         image = get(kc, "deployment", "modelmesh-controller", namespace)["spec"]["template"]["spec"]["containers"][0]["image"]
         assert {containers[n]["image"] for n in ("mm", "mlserver-adapter", "rest-proxy")} == {image}
+        if mm_resources is not None:
+            assert containers["mm"]["resources"] == mm_resources
         assert containers["mlserver"]["image"].startswith("seldonio/mlserver:")
 
         def isvc_status():
@@ -175,7 +186,9 @@ def test_install_namespace_scope_rerun_reconcile_delete(deploy_cluster, tmp_path
     install(kc, *args)
     assert snapshot(kc) == before, "the second install.sh run changed objects"
 
-    _reconciles_example(deploy_cluster, ns, ns, tmp_path)
+    # The installed defaults ConfigMap reaches the controller through the manifest's mount.
+    _reconciles_example(deploy_cluster, ns, ns, tmp_path, mm_resources={"requests": {"cpu": "250m", "memory": "320Mi"},
+                                                                        "limits": {"cpu": "2", "memory": "320Mi"}})
 
     install(kc, "--namespace", ns, "--namespace-scope-mode", "--delete")
     for crd in CRDS:

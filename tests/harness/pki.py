@@ -7,12 +7,16 @@
   self.crt / self.key       a self-signed shared certificate (the secret without a CA)
   client.crt / client.key   a client certificate issued by ca
   rogue.crt / rogue.key     a client certificate from another CA nobody trusts
+
+`encrypt_key_openssl(key, out, passphrase, traditional)` writes a key encrypted by the openssl
+CLI (PKCS#8 or traditional OpenSSL PEM), for MM_TLS_PRIVATE_KEY_PASSPHRASE.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import subprocess
 from pathlib import Path
 
 from cryptography import x509
@@ -68,3 +72,14 @@ def make_mesh_pki(directory: Path) -> dict[str, Path]:
                                       usages=(ExtendedKeyUsageOID.CLIENT_AUTH,)), rogue_key)
     return {f"{n}.{ext}": directory / f"{n}.{ext}" for n in ("ca", "mesh", "self", "client", "rogue")
             for ext in ("crt", "key")}
+
+
+def encrypt_key_openssl(key: Path, out: Path, passphrase: str, traditional: bool = False) -> Path:
+    """`key` encrypted with `passphrase` by the openssl CLI: PKCS#8 (`ENCRYPTED PRIVATE KEY`,
+    PBES2 AES-256-CBC), or traditional OpenSSL PEM (`Proc-Type: 4,ENCRYPTED`, AES-256-CBC)."""
+    if traditional:
+        args = ["pkey", "-in", key, "-out", out, "-aes256", "-traditional"]
+    else:
+        args = ["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", key, "-out", out]
+    subprocess.run(["openssl", *map(str, args), "-passout", f"pass:{passphrase}"], check=True, capture_output=True)
+    return out

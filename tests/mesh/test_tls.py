@@ -34,3 +34,25 @@ async def test_tls_external_port(etcd, nodes, tmp_path, client_auth):
     async with grpc.aio.insecure_channel(node.mesh.target) as ch:  # plaintext is not served
         with pytest.raises(grpc.aio.AioRpcError):
             await ModelMeshStub(ch).getModelStatus(pb.GetStatusRequest(modelId="tls-m"), timeout=5)
+
+
+@pytest.mark.parametrize("traditional", [False, True], ids=["pkcs8", "traditional-openssl"])
+async def test_tls_with_an_encrypted_private_key(etcd, nodes, tmp_path, traditional):
+    """MM_TLS_PRIVATE_KEY_PASSPHRASE: the mesh decrypts an openssl-encrypted key at start and
+    serves TLS with it (a real handshake that verifies the certificate, then a load and an
+    inference through it)."""
+    from harness.pki import encrypt_key_openssl
+
+    pki = make_pki(tmp_path / "pki")
+    key = encrypt_key_openssl(pki["server.key"], tmp_path / "pki" / "server-encrypted.key", "a passphrase",
+                              traditional=traditional)
+    assert b"ENCRYPTED" in key.read_bytes()
+    env = {"MM_TLS_KEY_CERT_PATH": str(pki["server.crt"]), "MM_TLS_PRIVATE_KEY_PATH": str(key),
+           "MM_TLS_PRIVATE_KEY_PASSPHRASE": "a passphrase", "MM_TLS_TRUST_CERT_PATH": str(pki["ca.crt"])}
+    node = nodes(etcd, f"tls-enc-{traditional}", mesh_env=env)
+    ca = pki["ca.crt"].read_bytes()
+    async with grpc.aio.secure_channel(node.mesh.target, grpc.ssl_channel_credentials(ca)) as ch:
+        await ModelMeshStub(ch).registerModel(pb.RegisterModelRequest(modelId="enc-m", modelInfo=model_info()))
+        resp = await GRPCInferenceServiceStub(ch).ModelInfer(infer_request(), metadata=[("mm-model-id", "enc-m")],
+                                                              timeout=30)
+        assert resp.model_name == "enc-m"

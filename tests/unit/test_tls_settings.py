@@ -122,3 +122,82 @@ def test_client_auth_values_are_the_references(pki):
         assert load_settings(MeshSettings, {**good, "MM_TLS_CLIENT_AUTH": raw}).tls_client_auth == want
     with pytest.raises(SettingsError, match=r"^invalid MM_TLS_CLIENT_AUTH='need': expected one of"):
         load_settings(MeshSettings, {"MM_TLS_CLIENT_AUTH": "need"})
+
+
+PASSPHRASE = "s3cret-Pass phrase"
+
+
+@pytest.fixture(scope="module")
+def encrypted(pki) -> dict[str, Path]:
+    """mesh.key encrypted by `cryptography` (PKCS#8, and traditional OpenSSL PEM) and by openssl."""
+    from cryptography.hazmat.primitives import serialization as ser
+
+    from harness.pki import encrypt_key_openssl
+
+    key = ser.load_pem_private_key(pki["mesh.key"].read_bytes(), password=None)
+    d = pki["mesh.key"].parent
+    out = {}
+    for name, fmt in (("pkcs8", ser.PrivateFormat.PKCS8), ("traditional", ser.PrivateFormat.TraditionalOpenSSL)):
+        out[name] = d / f"mesh-{name}.key"
+        out[name].write_bytes(key.private_bytes(ser.Encoding.PEM, fmt, ser.BestAvailableEncryption(PASSPHRASE.encode())))
+    out["openssl-pkcs8"] = encrypt_key_openssl(pki["mesh.key"], d / "mesh-openssl-pkcs8.key", PASSPHRASE)
+    out["openssl-traditional"] = encrypt_key_openssl(pki["mesh.key"], d / "mesh-openssl-trad.key", PASSPHRASE,
+                                                     traditional=True)
+    assert b"ENCRYPTED PRIVATE KEY" in out["pkcs8"].read_bytes()
+    assert b"Proc-Type: 4,ENCRYPTED" in out["traditional"].read_bytes()
+    assert b"Proc-Type: 4,ENCRYPTED" in out["openssl-traditional"].read_bytes()
+    return out
+
+
+def test_an_encrypted_mesh_key_without_its_passphrase_exits_2_naming_the_variable(pki, encrypted):
+    for kind in ("pkcs8", "traditional"):
+        base = {"MM_TLS_KEY_CERT_PATH": str(pki["mesh.crt"]), "MM_TLS_PRIVATE_KEY_PATH": str(encrypted[kind])}
+        for passphrase in (None, "", "wrong passphrase"):
+            env = base if passphrase is None else {**base, "MM_TLS_PRIVATE_KEY_PASSPHRASE": passphrase}
+            r = _cli(["runtime"], env)
+            lines = r.stderr.strip().splitlines()
+            assert r.returncode == 2, (kind, passphrase, r.stderr)
+            assert len(lines) == 1 and "MM_TLS_PRIVATE_KEY_PASSPHRASE" in lines[0], (kind, passphrase, r.stderr)
+            assert "Traceback" not in r.stderr
+            if passphrase:
+                assert passphrase not in r.stderr and "does not decrypt" in lines[0], r.stderr
+            else:
+                assert "the key is encrypted" in lines[0], r.stderr
+
+
+def test_an_encrypted_mesh_key_is_decrypted_in_memory(pki, encrypted):
+    from cryptography.hazmat.primitives import serialization as ser
+
+    plain = ser.load_pem_private_key(pki["mesh.key"].read_bytes(), password=None)
+    for kind, path in encrypted.items():
+        s = load_settings(MeshSettings, {"MM_TLS_KEY_CERT_PATH": str(pki["mesh.crt"]),
+                                         "MM_TLS_PRIVATE_KEY_PATH": str(path),
+                                         "MM_TLS_PRIVATE_KEY_PASSPHRASE": PASSPHRASE})
+        handed_on = s.server_tls().identity.private_key
+        assert b"ENCRYPTED" not in handed_on, kind  # grpc gets the decrypted key
+        key = ser.load_pem_private_key(handed_on, password=None)
+        assert key.private_numbers() == plain.private_numbers(), kind
+        assert PASSPHRASE not in repr(s)  # a secret: out of the settings' repr
+    # A passphrase for a key that is not encrypted goes unused (as the reference's key reader).
+    s = load_settings(MeshSettings, {"MM_TLS_KEY_CERT_PATH": str(pki["mesh.crt"]),
+                                     "MM_TLS_PRIVATE_KEY_PATH": str(pki["mesh.key"]),
+                                     "MM_TLS_PRIVATE_KEY_PASSPHRASE": PASSPHRASE})
+    assert s.server_tls().identity.private_key == pki["mesh.key"].read_bytes()
+    # A passphrase is taken as given (as the reference); a trailing line break is pointed out.
+    with pytest.raises(SettingsError, match=r"^invalid MM_TLS_PRIVATE_KEY_PASSPHRASE: .*ends with a line break"):
+        load_settings(MeshSettings, {"MM_TLS_KEY_CERT_PATH": str(pki["mesh.crt"]),
+                                     "MM_TLS_PRIVATE_KEY_PATH": str(encrypted["pkcs8"]),
+                                     "MM_TLS_PRIVATE_KEY_PASSPHRASE": PASSPHRASE + "\n"})
+    # No TLS asked for: the passphrase alone changes nothing.
+    assert load_settings(MeshSettings, {"MM_TLS_PRIVATE_KEY_PASSPHRASE": PASSPHRASE}).server_tls() is None
+
+
+def test_the_rest_proxy_reads_no_passphrase(pki, encrypted):
+    """The reference's REST proxy (Go, tls.LoadX509KeyPair) takes no passphrase: an encrypted
+    key there is a start-up error naming the key's setting, passphrase variable or not."""
+    r = _cli(["runtime", "rest-proxy"], {"MM_TLS_KEY_CERT_PATH": str(pki["mesh.crt"]),
+                                         "MM_TLS_PRIVATE_KEY_PATH": str(encrypted["pkcs8"]),
+                                         "MM_TLS_PRIVATE_KEY_PASSPHRASE": PASSPHRASE})
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "MM_TLS_PRIVATE_KEY_PATH" in lines[0] and "encrypted" in lines[0], r.stderr

@@ -120,7 +120,8 @@ class RuntimeInstance:
             labels=tuple(self.plan.runtime.labels()), type_constraints=self.plan.type_constraints,
             type_constraints_path="", kv_store="", dataplane_config=base.dataplane_config or V2_BY_NAME,
             # Plain text on this machine (local mode has no TLS settings yet).
-            tls_key_cert_path="", tls_private_key_path="", tls_client_auth="none", tls_trust_cert_path="",
+            tls_key_cert_path="", tls_private_key_path="", tls_private_key_passphrase="", tls_client_auth="none",
+            tls_trust_cert_path="",
         )
 
     async def start_runtime(self) -> None:
