@@ -177,6 +177,35 @@ def test_killed_model_server_is_restarted_and_serves_again(local):
     wait_until(local.ready, 60, "ready again")
 
 
+def test_killed_mesh_is_restarted_reported_and_serves_again(local):
+    """The mesh is a supervised child too (local.md): SIGKILL it, and the front door serves again."""
+    local.wait_model("iris")
+    before = local.status()["runtimes"][0]
+    mesh_pid = before["pids"][-1]
+    assert len(before["pids"]) == 3 and before["mesh"] == "ready"
+    with open(f"/proc/{mesh_pid}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[-3:-1] == [b"runtime", b"mesh"]
+    os.kill(mesh_pid, signal.SIGKILL)
+
+    def restarted() -> bool:
+        now = local.status()["runtimes"][0]
+        return now["mesh_restarts"] == before["mesh_restarts"] + 1 and now["mesh"] == "ready"
+
+    wait_until(restarted, 120, "mesh restarted")
+    assert mesh_pid not in local.child_pids() and not pid_alive(mesh_pid)
+    assert "mesh (mlserver-1.x-0) exited (code -9); restarting" in local.output()
+    assert "mesh of mlserver-1.x-0 restarted" in local.output()
+    wait_until(lambda: local.infer_rest("iris")[0] == 200, 120, "REST inference after the restart", interval=0.5)
+    assert iris_classes(local.infer_grpc("iris")) == iris_expected()
+    wait_until(local.ready, 60, "ready again")
+    # Its metrics come back under the front door's metrics port.
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{local.metrics_port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    assert 'mm_instance="mlserver-1.x-0"' in text
+
+
 def test_restart_serves_same_models_and_sigterm_leaves_no_child(tmp_path, models):
     config = tmp_path / "config"
     config.mkdir()
@@ -186,8 +215,8 @@ def test_restart_serves_same_models_and_sigterm_leaves_no_child(tmp_path, models
         mode.start()
         mode.wait_model("kept")
         assert mode.infer_rest("kept")[0] == 200
-        children = mode.child_pids()
-        assert len(children) == 2 and all(pid_alive(p) for p in children)
+        children = mode.child_pids()  # the model server, the adapter, the mesh
+        assert len(children) == 3 and all(pid_alive(p) for p in children)
         assert mode.terminate() == 0
         assert not [p for p in children if pid_alive(p)], "children outlived modelmesh local"
         assert "stopped" in mode.output()
