@@ -66,8 +66,9 @@ class MeshProcess:
         self.id = instance_id
         self.ports = ports
         self.shutdown_timeout_s = shutdown_timeout_s
+        # This process's working directory: a relative KV_STORE=etcd:<file> means the same.
         self.child = Child(f"mesh ({instance_id})", role_command("mesh"), env, workdir / "logs" / "mesh.log",
-                           self._probe_ready, cwd=workdir)
+                           self._probe_ready)
         self.group = SupervisedGroup(f"mesh of {instance_id}", [self.child], report, START_TIMEOUT_S)
         self.ready = False  # the child's /ready, as last polled
         self._http: aiohttp.ClientSession | None = None
