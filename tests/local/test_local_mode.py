@@ -79,10 +79,35 @@ def _listening_addresses(port: int) -> set[str]:
     return found
 
 
+def _listening_ports_of(pid: int) -> set[int]:
+    """The TCP ports process `pid` listens on (its socket inodes, looked up in /proc/net/tcp{,6})."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:
+                    ports.add(int(fields[1].split(":")[1], 16))
+    return ports
+
+
 def test_every_port_listens_on_host_only(local):
-    """--host defaults to 127.0.0.1 (local.md): the mesh's gRPC front door too, not all addresses."""
+    """--host defaults to 127.0.0.1 (local.md): the mesh's gRPC front door too, not all addresses;
+    and the mesh child's own ports (internal gRPC, probes, metrics, preStop) as well."""
     for port in (local.grpc_port, local.rest_port, local.metrics_port):
         assert _listening_addresses(port) == {"0100007F"}, port  # 127.0.0.1, little-endian hex
+    mesh_ports = _listening_ports_of(local.status()["runtimes"][0]["pids"][-1])
+    assert local.grpc_port in mesh_ports and len(mesh_ports) >= 5, mesh_ports
+    for port in mesh_ports:
+        assert _listening_addresses(port) == {"0100007F"}, port
 
 
 def test_metrics_endpoint_has_mode_and_mesh_metrics(local):
