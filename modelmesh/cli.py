@@ -160,6 +160,10 @@ def _run_local(settings: LocalSettings) -> int:
         print(f"modelmesh local: cannot write the state dir {settings.effective_state_dir}: {e}", file=sys.stderr)
         return 2
     configure_logging(settings.effective_level, settings.effective_format, stream=log_file)
+    # This process forks its children while gRPC threads run (the store's etcd front, the
+    # mesh client); they exec at once, so gRPC's fork handlers have nothing to do but print
+    # "skipping fork() handlers" on the terminal at every start. Set before gRPC is loaded.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     from modelmesh.apps.local import make_app
 
     try:

@@ -17,11 +17,14 @@ log = get_logger("modelmesh.runtime")
 
 class MeshApp(ObservedApp):
     def __init__(self, settings: MeshSettings) -> None:
-        super().__init__("runtime", settings.metrics, settings.probe_port)
+        # Probes and metrics listen where the gRPC ports do (all addresses in a pod; loopback
+        # under `modelmesh local`).
+        super().__init__("runtime", settings.metrics, settings.probe_port, host=settings.listen_host)
         self.settings = settings
         self.stop_requested = asyncio.Event()  # lifecycle.serve: stop as on SIGTERM
         self.prestop = PreStopGate(settings.prestop_port, self.stop_requested.set,
-                                   max_hold_s=max(10.0, 2 * settings.shutdown_timeout_ms / 1000))
+                                   max_hold_s=max(10.0, 2 * settings.shutdown_timeout_ms / 1000),
+                                   host=settings.listen_host)
         self.prestop_serving = False
         self.mesh = MeshInstance(settings, self.registry)
 

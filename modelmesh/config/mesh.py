@@ -66,7 +66,7 @@ class MeshSettings(LogSettings):
     serving_grpc_socket: str = setting("INTERNAL_SERVING_GRPC_SOCKET_PATH", "", "inference unix socket")
     pod_ip: str = setting("WKUBE_POD_IPADDR", "127.0.0.1", "address peers reach this instance on")
     listen_host: str = setting(
-        "MM_LISTEN_HOST", "0.0.0.0", "address the external and internal gRPC ports listen on (ours; a pod listens "
+        "MM_LISTEN_HOST", "0.0.0.0", "address the gRPC, probe, metrics and preStop ports listen on (ours; a pod listens "
         "on all, `modelmesh local` on --host)")
     instance_id: str = setting(
         "WKUBE_POD_NAME", default_factory=_default_instance_id, help="instance id (default: <host>-<pid>)"

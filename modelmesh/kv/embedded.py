@@ -27,7 +27,7 @@ import os
 import struct
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 from modelmesh.kv._callbacks import run_callback
@@ -198,9 +198,7 @@ class EmbeddedStore:
             raise LeaseLost(f"lease {lease.id:x} is lost; grant a new one")  # type: ignore[attr-defined]
         return held.id
 
-    def _write(self, key: str, value: bytes, lease_id: int) -> KeyValue:
-        self._revision += 1
-        rev = self._revision
+    def _put_at(self, key: str, value: bytes, lease_id: int, rev: int) -> KeyValue:
         old = self._data.get(key)
         created = old.create_revision if old is not None else rev
         if old is not None and old.lease and old.lease != lease_id and old.lease in self._leases:
@@ -213,7 +211,23 @@ class EmbeddedStore:
                 self._append(_DELETE, rev, 0, key)  # the durable value is gone
         else:
             self._append(_PUT, rev, created, key, value)
-        self._publish([WatchEvent(EventType.PUT, key, value, rev)])
+        return kv
+
+    def _remove_at(self, key: str, rev: int) -> WatchEvent | None:
+        entry = self._unset(key)
+        if entry is None:
+            return None
+        if entry.lease:
+            if entry.lease in self._leases:
+                self._leases[entry.lease].keys.discard(key)
+        else:
+            self._append(_DELETE, rev, 0, key)
+        return WatchEvent(EventType.DELETE, key, b"", rev)
+
+    def _write(self, key: str, value: bytes, lease_id: int) -> KeyValue:
+        self._revision += 1
+        kv = self._put_at(key, value, lease_id, self._revision)
+        self._publish([WatchEvent(EventType.PUT, key, value, kv.mod_revision)])
         return kv
 
     def _delete_keys(self, keys: list[str]) -> int:
@@ -221,17 +235,7 @@ class EmbeddedStore:
             return 0
         self._revision += 1
         rev = self._revision
-        events = []
-        for key in keys:
-            entry = self._unset(key)
-            if entry is None:
-                continue
-            if entry.lease:
-                if entry.lease in self._leases:
-                    self._leases[entry.lease].keys.discard(key)
-            else:
-                self._append(_DELETE, rev, 0, key)
-            events.append(WatchEvent(EventType.DELETE, key, b"", rev))
+        events = [e for e in (self._remove_at(key, rev) for key in keys) if e is not None]
         self._publish(events)
         return len(events)
 
@@ -244,6 +248,49 @@ class EmbeddedStore:
             if batch:
                 w.queue.put_nowait(batch)
 
+    # --- synchronous access, to compose transactions (the etcd front) -------------------
+    # Nothing here awaits, so reads and the write that follows them are atomic in this
+    # single-threaded store.
+
+    def get_now(self, key: str) -> KeyValue | None:
+        self._check_open()
+        return self._data.get(key)
+
+    def get_prefix_now(self, prefix: str) -> tuple[list[KeyValue], int]:
+        self._check_open()
+        data = self._data
+        return [data[k] for k in self._range(prefix)], self._revision
+
+    @property
+    def current_revision(self) -> int:
+        return self._revision
+
+    def apply(self, ops: Sequence[tuple[str, bytes | None, object]]) -> int:
+        """Puts (key, value, lease or None) and deletes (key, None, None) as one write at one
+        new revision, as an etcd transaction is; returns that revision (the current one when
+        nothing changed). A lost lease raises LeaseLost before anything is written."""
+        self._check_open()
+        lease_ids = [self._lease_id(lease) if value is not None else 0 for _, value, lease in ops]
+        if not any(value is not None or key in self._data for key, value, _ in ops):
+            return self._revision
+        self._revision += 1
+        rev = self._revision
+        events = []
+        for (key, value, _), lease_id in zip(ops, lease_ids):
+            if value is None:
+                event = self._remove_at(key, rev)
+                if event is not None:
+                    events.append(event)
+            else:
+                self._put_at(key, value, lease_id, rev)
+                events.append(WatchEvent(EventType.PUT, key, value, rev))
+        self._publish(events)
+        return rev
+
+    def lease(self, lease_id: int) -> "EmbeddedLease | None":
+        """A live lease by id (None when it expired, was revoked or never existed)."""
+        return self._leases.get(lease_id)
+
     # --- KVStore -------------------------------------------------------------------------
 
     async def revision(self) -> int:
@@ -251,13 +298,10 @@ class EmbeddedStore:
         return self._revision
 
     async def get(self, key: str) -> KeyValue | None:
-        self._check_open()
-        return self._data.get(key)
+        return self.get_now(key)
 
     async def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
-        self._check_open()
-        data = self._data
-        return [data[k] for k in self._range(prefix)], self._revision
+        return self.get_prefix_now(prefix)
 
     async def put(self, key: str, value: bytes, lease: object = None) -> int:
         self._check_open()
@@ -384,6 +428,15 @@ class EmbeddedLease:
         self._cancel_expiry()
         self._lost = True
         self._store._end_lease(self)
+
+    def refresh(self) -> int:
+        """Restart the TTL of a lease granted with keep_alive=False (a remote holder's
+        keep-alive, through the etcd front); the TTL, or 0 when the lease is gone."""
+        if self._lost or self._expiry is None:
+            return 0 if self._lost else self.ttl_s
+        self._expiry.cancel()
+        self._expiry = asyncio.get_running_loop().call_later(self.ttl_s, self._expire)
+        return self.ttl_s
 
     def _cancel_expiry(self) -> None:
         if self._expiry is not None:

@@ -26,8 +26,20 @@ class HttpEndpoint:
         self.app = web.Application()
         self._runner: web.AppRunner | None = None
 
-    def add_metrics(self, registry: CollectorRegistry, path: str = "/metrics") -> None:
-        self.app.router.add_get(path, make_aiohttp_handler(registry, disable_compression=False))
+    def add_metrics(self, registry: CollectorRegistry, path: str = "/metrics",
+                    before: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Serve `registry`; `before` runs ahead of each exposition (collectors whose data
+        must be fetched, e.g. scraped from other processes, fetch it there)."""
+        expose = make_aiohttp_handler(registry, disable_compression=False)
+        if before is None:
+            self.app.router.add_get(path, expose)
+            return
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            await before()
+            return await expose(request)
+
+        self.app.router.add_get(path, handler)
 
     def add_check(self, path: str, check: Check) -> None:
         async def handler(_request: web.Request) -> web.Response:

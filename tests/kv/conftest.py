@@ -1,4 +1,5 @@
-"""Fixtures for the coordination store tests: one contract suite, two real backends."""
+"""Fixtures for the coordination store tests: one contract suite, three real backends: etcd,
+the embedded store, and our etcd driver talking to the embedded store through its etcd front."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from kv_helpers import etcd_store
 
 from modelmesh.kv.embedded import EmbeddedStore
 from modelmesh.kv.etcd import EtcdStore
+from modelmesh.kv.etcd_front import EtcdFront
 
 
 @pytest.fixture(scope="package")
@@ -24,17 +26,25 @@ def kv_etcd(tmp_path_factory) -> Iterator[EtcdServer]:
         server.stop()
 
 
-@pytest.fixture(params=["etcd", "embedded"])
+@pytest.fixture(params=["etcd", "embedded", "etcd-front"])
 async def store(request, tmp_path) -> AsyncIterator[EtcdStore | EmbeddedStore]:
     """A store of each backend; tests use `prefix` so etcd needs no cleanup between tests."""
+    front = backing = None
     if request.param == "etcd":
         s = etcd_store(request.getfixturevalue("kv_etcd").endpoint)
+    elif request.param == "etcd-front":
+        backing = EmbeddedStore(tmp_path / "state")
+        front = await EtcdFront(backing).start()
+        s = etcd_store(front.endpoint)
     else:
         s = EmbeddedStore(tmp_path / "state")
     try:
         yield s
     finally:
         await s.close()
+        if front is not None:
+            await front.stop()
+            await backing.close()
 
 
 @pytest.fixture

@@ -79,10 +79,35 @@ def _listening_addresses(port: int) -> set[str]:
     return found
 
 
+def _listening_ports_of(pid: int) -> set[int]:
+    """The TCP ports process `pid` listens on (its socket inodes, looked up in /proc/net/tcp{,6})."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:
+                    ports.add(int(fields[1].split(":")[1], 16))
+    return ports
+
+
 def test_every_port_listens_on_host_only(local):
-    """--host defaults to 127.0.0.1 (local.md): the mesh's gRPC front door too, not all addresses."""
+    """--host defaults to 127.0.0.1 (local.md): the mesh's gRPC front door too, not all addresses;
+    and the mesh child's own ports (internal gRPC, probes, metrics, preStop) as well."""
     for port in (local.grpc_port, local.rest_port, local.metrics_port):
         assert _listening_addresses(port) == {"0100007F"}, port  # 127.0.0.1, little-endian hex
+    mesh_ports = _listening_ports_of(local.status()["runtimes"][0]["pids"][-1])
+    assert local.grpc_port in mesh_ports and len(mesh_ports) >= 5, mesh_ports
+    for port in mesh_ports:
+        assert _listening_addresses(port) == {"0100007F"}, port
 
 
 def test_metrics_endpoint_has_mode_and_mesh_metrics(local):
@@ -177,6 +202,35 @@ def test_killed_model_server_is_restarted_and_serves_again(local):
     wait_until(local.ready, 60, "ready again")
 
 
+def test_killed_mesh_is_restarted_reported_and_serves_again(local):
+    """The mesh is a supervised child too (local.md): SIGKILL it, and the front door serves again."""
+    local.wait_model("iris")
+    before = local.status()["runtimes"][0]
+    mesh_pid = before["pids"][-1]
+    assert len(before["pids"]) == 3 and before["mesh"] == "ready"
+    with open(f"/proc/{mesh_pid}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[-3:-1] == [b"runtime", b"mesh"]
+    os.kill(mesh_pid, signal.SIGKILL)
+
+    def restarted() -> bool:
+        now = local.status()["runtimes"][0]
+        return now["mesh_restarts"] == before["mesh_restarts"] + 1 and now["mesh"] == "ready"
+
+    wait_until(restarted, 120, "mesh restarted")
+    assert mesh_pid not in local.child_pids() and not pid_alive(mesh_pid)
+    assert "mesh (mlserver-1.x-0) exited (code -9); restarting" in local.output()
+    assert "mesh of mlserver-1.x-0 restarted" in local.output()
+    wait_until(lambda: local.infer_rest("iris")[0] == 200, 120, "REST inference after the restart", interval=0.5)
+    assert iris_classes(local.infer_grpc("iris")) == iris_expected()
+    wait_until(local.ready, 60, "ready again")
+    # Its metrics come back under the front door's metrics port.
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{local.metrics_port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    assert 'mm_instance="mlserver-1.x-0"' in text
+
+
 def test_restart_serves_same_models_and_sigterm_leaves_no_child(tmp_path, models):
     config = tmp_path / "config"
     config.mkdir()
@@ -186,8 +240,8 @@ def test_restart_serves_same_models_and_sigterm_leaves_no_child(tmp_path, models
         mode.start()
         mode.wait_model("kept")
         assert mode.infer_rest("kept")[0] == 200
-        children = mode.child_pids()
-        assert len(children) == 2 and all(pid_alive(p) for p in children)
+        children = mode.child_pids()  # the model server, the adapter, the mesh
+        assert len(children) == 3 and all(pid_alive(p) for p in children)
         assert mode.terminate() == 0
         assert not [p for p in children if pid_alive(p)], "children outlived modelmesh local"
         assert "stopped" in mode.output()

@@ -1,7 +1,8 @@
 """`modelmesh local`: the whole system on one machine, composed from the same parts as a
-cluster: the coordination store (embedded, or etcd with --kv-store), runtime instances
-(model server + built-in adapter as supervised children, a mesh instance in front of each),
-the V2 REST proxy, the metrics endpoint, and the config dir in place of the API server.
+cluster: the coordination store (embedded, served to the children through its etcd front,
+or etcd with --kv-store), runtime instances (model server, built-in adapter and a mesh
+instance in front of them, each a supervised child process), the V2 REST proxy, the metrics
+endpoint (with the meshes' metrics), and the config dir in place of the API server.
 
 The terminal shows progress and one summary once ready; structured logs go to
 `<state>/logs/modelmesh.log`, each child's output to its own log beside it.
@@ -21,6 +22,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from modelmesh import __version__
@@ -37,6 +39,8 @@ from modelmesh.config.proxy import RestProxySettings
 from modelmesh.config.settings import SettingsError, load_settings
 from modelmesh.controller.meshclient import GrpcMeshClient
 from modelmesh.kv import KVConfigError, KVStore, StoreError, open_store
+from modelmesh.kv.embedded import EmbeddedStore
+from modelmesh.kv.etcd_front import EtcdFront
 from modelmesh.lifecycle import StartupError
 from modelmesh.modelspec.runtime_labels import type_constraints
 from modelmesh.modelspec.status import RuntimeCatalog
@@ -59,22 +63,36 @@ class Terminal:
         print(f"[modelmesh local] {message}", file=self.stream, flush=True)
 
 
-class InstancesCollector:
-    """The metrics of every mesh instance as one set of families, labelled by instance."""
+class MeshMetrics:
+    """The metrics of every mesh child as one set of families, labelled by instance: scraped
+    from the children (`refresh`, before each exposition) and served from that copy."""
 
     def __init__(self, instances: list[RuntimeInstance]) -> None:
         self.instances = instances
+        self._families: list[Metric] = []
 
-    def collect(self):
+    async def refresh(self) -> None:
+        meshes = [i.mesh for i in self.instances if i.mesh is not None]
+        texts = await asyncio.gather(*(m.metrics_text() for m in meshes))
         merged: dict[str, Metric] = {}
-        for inst in self.instances:
-            for fam in inst.registry.collect():
+        for mesh, text in zip(meshes, texts):
+            try:
+                families = list(text_string_to_metric_families(text))
+            except ValueError as e:
+                log.warning("unreadable mesh metrics", instance=mesh.id, error=str(e))
+                continue
+            for fam in families:
+                if fam.name == "modelmesh_build_info":  # this process's own says the mode
+                    continue
                 out = merged.get(fam.name)
                 if out is None:
                     out = merged[fam.name] = Metric(fam.name, fam.documentation, fam.type, fam.unit)
-                out.samples.extend(Sample(s.name, {**s.labels, "mm_instance": inst.plan.id}, s.value, s.timestamp,
+                out.samples.extend(Sample(s.name, {**s.labels, "mm_instance": mesh.id}, s.value, s.timestamp,
                                           s.exemplar) for s in fam.samples)
-        return list(merged.values())
+        self._families = list(merged.values())
+
+    def collect(self):
+        return list(self._families)
 
 
 class LocalApp:
@@ -88,7 +106,9 @@ class LocalApp:
         Gauge("modelmesh_build_info", "Build information", ["version", "mode"],
               registry=self.registry).labels(__version__, "local").set(1)
         self.store: KVStore | None = None
+        self.etcd_front: EtcdFront | None = None  # the embedded store, served to the mesh children
         self.instances: list[RuntimeInstance] = []
+        self.mesh_metrics = MeshMetrics(self.instances)
         self.proxy: RestProxy | None = None
         self.metrics: HttpEndpoint | None = None
         self.mesh_client: GrpcMeshClient | None = None
@@ -103,6 +123,11 @@ class LocalApp:
         self._runtime_docs: str = ""
         self._runtimes_noted = False
         self._reported: set[tuple[str, str]] = set()  # file problems already shown
+
+    @property
+    def mesh_shutdown_s(self) -> float:
+        """Each mesh's hand-off budget on stop (SHUTDOWN_TIMEOUT_MS of the children)."""
+        return min(self.settings.shutdown_timeout, 10.0)
 
     # --- readiness -------------------------------------------------------------------------
 
@@ -148,8 +173,11 @@ class LocalApp:
         try:
             self.store = await open_store(s.kv_store, self.state_dir / "kv")
             await self.store.revision()
+            if isinstance(self.store, EmbeddedStore):
+                self.etcd_front = await EtcdFront(self.store).start()
         except (KVConfigError, StoreError, OSError) as e:
             raise StartupError(f"coordination store: {e}") from None
+        children_kv_store = f"etcd:{self.etcd_front.endpoint}" if self.etcd_front is not None else s.kv_store
 
         # Custom runtimes are read once, at start (their ports and commands are fixed).
         mounts = self.state_dir / "mounts"
@@ -168,8 +196,8 @@ class LocalApp:
                     grpc_port=s.grpc_port if not plans else 0, model_memory_bytes=s.model_memory_bytes,
                     storage_config_dir=self.storage_config_dir, mounts_root=mounts, type_constraints=constraints,
                     host=s.host))
-        self.instances = [RuntimeInstance(p, self.store, self.say) for p in plans]
-        self.registry.register(InstancesCollector(self.instances))
+        self.instances[:] = [RuntimeInstance(p, children_kv_store, self.say) for p in plans]
+        self.registry.register(self.mesh_metrics)
 
         if s.grpc_port:  # REST and metrics listen from the start (503 until ready)
             await self._start_front_door(s.grpc_port)
@@ -189,7 +217,7 @@ class LocalApp:
             failure = next(r for i, r in zip(self.instances, results) if i.plan.runtime.name in dropped)
             self.say(f"{', '.join(sorted(dropped))} cannot start ({failure}); going on without it")
             for inst in [i for i in self.instances if i.plan.runtime.name in dropped]:
-                await inst.stop(0)
+                await inst.stop()
             self.instances[:] = [i for i in self.instances if i.plan.runtime.name not in dropped]
             runtimes = [r for r in runtimes if r.name not in dropped]
             constraints = constraints_json(type_constraints([(r.name, r.spec) for r in runtimes], True))
@@ -199,11 +227,9 @@ class LocalApp:
         # The first instance binds the front-door port: start it alone so a failure names it.
         for inst in self.instances:
             try:
-                await inst.start_mesh()
-            except OSError as e:
-                raise StartupError(f"mesh {inst.plan.id}: {e}") from None
-            except (TimeoutError, ValueError) as e:
-                raise StartupError(f"mesh {inst.plan.id}: {e}") from None
+                await inst.start_mesh(self.mesh_shutdown_s)
+            except ChildFailed as e:
+                raise StartupError(f"mesh {inst.plan.id} cannot start: {e}") from None
 
         if self.proxy is None:  # an ephemeral --grpc-port is known only now
             await self._start_front_door(self.instances[0].grpc_port)
@@ -232,7 +258,7 @@ class LocalApp:
         self.proxy.app.middlewares.append(self._health_gate)
         await self.proxy.start()
         self.metrics = HttpEndpoint(s.host, s.metrics_port)
-        self.metrics.add_metrics(self.registry)
+        self.metrics.add_metrics(self.registry, before=self.mesh_metrics.refresh)
         await self.metrics.start()
 
     def _custom_runtimes(self) -> list:
@@ -358,7 +384,7 @@ class LocalApp:
         models still to be registered from the config dir."""
         if request.path == "/v2/health/ready" and not self.ready:
             return web.json_response({"ready": False}, status=503)
-        if request.path == "/v2/health/live" and not any(i.mesh is not None and i.mesh.ready for i in self.instances):
+        if request.path == "/v2/health/live" and not any(i.mesh_ready for i in self.instances):
             return web.json_response({"live": True})  # starting (or the meshes are restarting): this process lives
         return await handler(request)
 
@@ -379,8 +405,9 @@ class LocalApp:
             await self.metrics.stop()
         if self.mesh_client is not None:
             await self.mesh_client.close()
-        budget = min(self.settings.shutdown_timeout, 10.0)
-        await asyncio.gather(*(i.stop(budget) for i in self.instances), return_exceptions=True)
+        await asyncio.gather(*(i.stop() for i in self.instances), return_exceptions=True)
+        if self.etcd_front is not None:
+            await self.etcd_front.stop()
         if self.store is not None:
             await self.store.close()
         self._state = "stopped"

@@ -1,9 +1,10 @@
 """Child processes of `modelmesh local`: started in their own process group, tied to this
 process's life (they get SIGKILL if it dies without stopping them), stopped by PID group.
 
-A `Child` is one process with a readiness check. A `SupervisedPair` keeps a model server
-and the adapter in front of it running together: when either exits, both are restarted (the
-adapter's view of the server's loaded models would be wrong otherwise), with backoff.
+A `Child` is one process with a readiness check. A `SupervisedGroup` keeps children that
+depend on each other running together: when one exits, all are restarted, with backoff. A
+model server and the adapter in front of it are one group (the adapter's view of the
+server's loaded models would be wrong otherwise); a mesh is a group of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -76,7 +78,7 @@ class Child:
                     cwd=self.cwd, start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509
             except OSError as e:
                 raise ChildFailed(f"{self.name}: cannot run {self.cmd[0]}: {e.strerror or e}") from None
-        self._exited = asyncio.ensure_future(asyncio.to_thread(self.proc.wait))
+        self._exited = _exit_future(self.proc, self.name)
         deadline = time.monotonic() + timeout_s
         while True:
             if self._exited.done():
@@ -115,6 +117,40 @@ class Child:
                 log.error("child did not die after SIGKILL", child=self.name, pid=pid)
 
 
+def _exit_future(proc: subprocess.Popen, name: str) -> asyncio.Future:
+    """A future of the child's exit code. Not a thread of the loop's default executor per
+    child: a few instances would use up its handful of threads for good, and every other
+    `to_thread` of the process would wait forever. A pidfd turns readable when the process
+    exits (Linux >= 5.3); elsewhere a daemon thread of its own waits."""
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future = loop.create_future()
+
+    def settle() -> None:
+        if not exited.done():
+            exited.set_result(proc.wait())  # reaps it (it has exited: no wait)
+
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        def wait() -> None:
+            proc.wait()
+            try:
+                loop.call_soon_threadsafe(settle)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+        threading.Thread(target=wait, name=f"wait-{name}", daemon=True).start()
+        return exited
+
+    def readable() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        settle()
+
+    loop.add_reader(pidfd, readable)
+    return exited
+
+
 def _signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)
@@ -125,22 +161,26 @@ def _signal_group(pid: int, sig: int) -> None:
 Report = Callable[[str], None]
 
 
-class SupervisedPair:
-    """A model server and its adapter (or puller), restarted together when either exits; the
-    mesh in front of them notices the restart by itself. Each event goes to `report`."""
+class SupervisedGroup:
+    """Children started in order (each ready before the next) and restarted together when
+    any of them exits; the mesh in front of a restarted runtime notices by itself. Each
+    event goes to `report`."""
 
     MAX_BACKOFF_S = 30.0
 
-    def __init__(self, name: str, server: Child, adapter: Child, report: Report, start_timeout_s: float) -> None:
+    def __init__(self, name: str, children: Sequence[Child], report: Report, start_timeout_s: float) -> None:
         self.name = name
-        self.server = server
-        self.adapter = adapter
+        self.children = list(children)
         self.report = report
         self.start_timeout_s = start_timeout_s
         self.restarts = 0
         self.state = "starting"  # starting | running | restarting | stopped
         self._task: asyncio.Task | None = None
         self._stopping = False
+
+    @property
+    def pids(self) -> list[int]:
+        return [c.pid for c in self.children if c.pid is not None] if self.state != "stopped" else []
 
     async def start(self) -> None:
         """First start: a failure here is a start-up error of `modelmesh local`."""
@@ -161,14 +201,13 @@ class SupervisedPair:
         backoff = 1.0
         running_since = time.monotonic()
         while not self._stopping:
-            server_exit = asyncio.ensure_future(self.server.wait())
-            adapter_exit = asyncio.ensure_future(self.adapter.wait())
-            done, pending = await asyncio.wait({server_exit, adapter_exit}, return_when=asyncio.FIRST_COMPLETED)
+            exits = {asyncio.ensure_future(c.wait()): c for c in self.children}
+            done, pending = await asyncio.wait(exits, return_when=asyncio.FIRST_COMPLETED)
             for f in pending:
                 f.cancel()
             if self._stopping:
                 return
-            which = self.server if server_exit in done else self.adapter
+            which = exits[next(iter(done))]
             code = which.proc.returncode if which.proc else None
             self.state = "restarting"
             self.report(f"{which.name} exited (code {code}); restarting {self.name}")
@@ -197,24 +236,22 @@ class SupervisedPair:
             self.report(f"{self.name} restarted (restart #{self.restarts})")
 
     async def _start_children(self) -> None:
-        """The adapter first (it needs no running server), then the server: a server that
-        answers while nothing is in front of it would have the mesh try (and fail, and
-        remember the failure) a reload through the missing adapter."""
         try:
-            await self.adapter.start(self.start_timeout_s)
-            await self.server.start(self.start_timeout_s)
+            for child in self.children:
+                await child.start(self.start_timeout_s)
         except ChildFailed:
             await self._stop_children()
             raise
 
-    async def _stop_children(self) -> None:
-        await self.adapter.stop()
-        await self.server.stop()
+    async def _stop_children(self, grace_s: float = 5.0) -> None:
+        for child in self.children:
+            await child.stop(grace_s)
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Each child gets SIGTERM and `grace_s` to exit before SIGKILL."""
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._stop_children()
+        await self._stop_children(grace_s)
         self.state = "stopped"

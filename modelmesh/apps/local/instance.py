@@ -1,6 +1,6 @@
-"""One runtime instance of `modelmesh local`: a model server and the built-in adapter as
-supervised child processes, and a mesh instance in front of them (in this process, on the
-shared coordination store), wired the way the controller wires a runtime pod."""
+"""One runtime instance of `modelmesh local`: a model server and the built-in adapter, and a
+mesh instance in front of them, each a supervised child process, wired the way the
+controller wires a runtime pod (the meshes share the coordination store `KV_STORE` names)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,12 @@ import os
 import socket
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
-from modelmesh.apps.local.children import Child, ChildFailed, SupervisedPair
+from modelmesh.apps.local.children import Child, ChildFailed, SupervisedGroup
 from modelmesh.apps.local.custom_runtime import CustomRuntime
+from modelmesh.apps.local.mesh_process import MeshPorts, MeshProcess, mesh_env
 from modelmesh.apps.local.runtimes import BuiltinRuntime, http_ok, port_open, role_command
-from modelmesh.config.common import MetricsSpec
 from modelmesh.config.mesh import MeshSettings
 from modelmesh.config.settings import load_settings
-from modelmesh.kv import KVStore
-from modelmesh.mesh.instance import MeshInstance
 
 MEM_BUFFER_BYTES = 128 * 1024 * 1024
 # Plain V2 clients name the model in the request (local.md): that name is the vmodel; other
@@ -42,7 +38,7 @@ class InstancePlan:
     runtime: BuiltinRuntime | CustomRuntime
     index: int
     workdir: Path  # <state>/instances/<id>
-    grpc_port: int  # the mesh's external port (the front door for the first instance)
+    grpc_port: int  # the mesh's external port (the front door for the first instance; 0: any free port)
     model_memory_bytes: int
     storage_config_dir: Path
     mounts_root: Path
@@ -57,17 +53,16 @@ class InstancePlan:
 class RuntimeInstance:
     START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
 
-    def __init__(self, plan: InstancePlan, store: KVStore, report) -> None:
+    def __init__(self, plan: InstancePlan, kv_store: str, report) -> None:
         self.plan = plan
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.store = store
+        self.kv_store = kv_store  # KV_STORE of the mesh child
         self.report = report
         self.root = plan.workdir / "models"
         self.server, self.adapter, self.pair = self._make_pair()
-        self.mesh_settings: MeshSettings | None = None
-        self.mesh: MeshInstance | None = None
+        self.mesh_ports = MeshPorts(plan.grpc_port or free_port(), free_port(), free_port(), free_port())
+        self.mesh: MeshProcess | None = None
 
-    def _make_pair(self) -> tuple[Child, Child, SupervisedPair]:
+    def _make_pair(self) -> tuple[Child, Child, SupervisedGroup]:
         """The model server and, in front of it, the built-in adapter (or, for a custom
         runtime that implements the SPI itself, the puller)."""
         plan, root, runtime = self.plan, self.root, self.plan.runtime
@@ -105,24 +100,19 @@ class RuntimeInstance:
                        cwd=plan.workdir)
         front = Child(f"{role} ({plan.id})", role_command(role), env, logs / f"{role}.log", front_ready,
                       cwd=plan.workdir)
-        return server, front, SupervisedPair(plan.id, server, front, self.report, START_TIMEOUT_S)
+        # The adapter first (it needs no running server), then the server: a server that
+        # answers while nothing is in front of it would have the mesh try (and fail, and
+        # remember the failure) a reload through the missing adapter.
+        return server, front, SupervisedGroup(plan.id, [front, server], self.report, START_TIMEOUT_S)
 
-    def _mesh_settings(self, adapter_port: int, server_grpc_port: int) -> MeshSettings:
+    def _mesh_env(self, adapter_port: int, server_grpc_port: int, shutdown_timeout_s: float) -> dict[str, str]:
         """The runtime launch contract (mesh.md), as the controller sets it for a pod; other
         MM_* variables in this process's environment still apply."""
         base = load_settings(MeshSettings, os.environ)
-        return dataclasses.replace(
-            base, grpc_port=self.plan.grpc_port, internal_grpc_port=0, metrics=MetricsSpec(enabled=False),
-            runtime_grpc_port=adapter_port, runtime_grpc_socket="", serving_grpc_port=server_grpc_port,
-            serving_grpc_socket="", instance_id=self.plan.id, listen_host=self.plan.host,
-            # Peers (the other instances) dial the internal port on this address.
-            pod_ip="127.0.0.1" if self.plan.host in ("0.0.0.0", "::", "") else self.plan.host,
-            labels=tuple(self.plan.runtime.labels()), type_constraints=self.plan.type_constraints,
-            type_constraints_path="", kv_store="", dataplane_config=base.dataplane_config or V2_BY_NAME,
-            # Plain text on this machine (local mode has no TLS settings yet).
-            tls_key_cert_path="", tls_private_key_path="", tls_private_key_passphrase="", tls_client_auth="none",
-            tls_trust_cert_path="",
-        )
+        return mesh_env(base, instance_id=self.plan.id, ports=self.mesh_ports, kv_store=self.kv_store,
+                        host=self.plan.host, runtime_port=adapter_port, serving_port=server_grpc_port,
+                        labels=list(self.plan.runtime.labels()), type_constraints=self.plan.type_constraints,
+                        dataplane_config=base.dataplane_config or V2_BY_NAME, shutdown_timeout_s=shutdown_timeout_s)
 
     async def start_runtime(self) -> None:
         self.plan.workdir.mkdir(parents=True, exist_ok=True)
@@ -136,30 +126,34 @@ class RuntimeInstance:
                 self.report(f"{e}; trying again with other ports")
                 self.server, self.adapter, self.pair = self._make_pair()
 
-    async def start_mesh(self) -> None:
-        self.mesh_settings = self._mesh_settings(*self.ports)
-        self.mesh = MeshInstance(self.mesh_settings, self.registry, self.store)
+    async def start_mesh(self, shutdown_timeout_s: float) -> None:
+        """Start the mesh child and wait until it is ready; ChildFailed if it cannot start."""
+        self.mesh = MeshProcess(self.plan.id, self.mesh_ports, self._mesh_env(*self.ports, shutdown_timeout_s),
+                                self.plan.workdir, self.report, shutdown_timeout_s)
         await self.mesh.start()
 
     @property
     def mesh_ready(self) -> bool:
-        return self.mesh is not None and self.mesh.ready and self.mesh.runtime_healthy
+        return self.mesh is not None and self.mesh.ready
 
     @property
     def grpc_port(self) -> int:
-        return self.mesh.grpc_port if self.mesh is not None else self.plan.grpc_port
+        return self.mesh_ports.grpc
 
     def describe(self) -> dict:
-        mesh = "ready" if self.mesh_ready else ("runtime down" if self.mesh is not None and self.mesh.ready
-                                                else "starting" if self.mesh is None else "not ready")
+        pids = self.pair.pids[::-1]  # the model server first, then the adapter, then the mesh
+        if self.mesh is not None and self.mesh.pid is not None:
+            pids.append(self.mesh.pid)
         return {"runtime": self.plan.runtime.name, "instance": self.plan.id, "state": self.pair.state,
-                "mesh": mesh, "restarts": self.pair.restarts,
-                "pids": [p for p in (self.server.pid, self.adapter.pid) if p is not None and self.pair.state != "stopped"]}
+                "mesh": self.mesh.state if self.mesh is not None else "starting",
+                "restarts": self.pair.restarts + (self.mesh.restarts if self.mesh is not None else 0),
+                "mesh_restarts": self.mesh.restarts if self.mesh is not None else 0, "pids": pids}
 
-    async def stop(self, mesh_timeout_s: float) -> None:
+    async def stop(self) -> None:
+        """The mesh first (it hands off the models in use while its runtime still serves)."""
         try:
             if self.mesh is not None:
-                await self.mesh.stop(mesh_timeout_s)
+                await self.mesh.stop()
         finally:
             await self.pair.stop()
 
