@@ -115,7 +115,10 @@ def _metrics(url: str) -> dict[str, float]:
         for s in fam.samples:
             if s.name in ("modelmesh_cache_miss_milliseconds_count", "modelmesh_cache_miss_milliseconds_sum",
                           "modelmesh_age_at_eviction_milliseconds_count", "modelmesh_loadmodel_milliseconds_count",
-                          "modelmesh_loadmodel_milliseconds_sum", "modelmesh_models_loaded_total"):
+                          "modelmesh_loadmodel_milliseconds_sum", "modelmesh_models_loaded_total",
+                          "modelmesh_loading_queue_delay_milliseconds_count",
+                          "modelmesh_loading_queue_delay_milliseconds_sum",
+                          "modelmesh_unloadmodel_milliseconds_count", "modelmesh_unloadmodel_milliseconds_sum"):
                 out[s.name] = out.get(s.name, 0.0) + s.value
             elif s.name == "modelmesh_cache_miss_milliseconds_bucket":
                 key = f"miss_le_{s.labels['le']}"
@@ -374,6 +377,13 @@ def measure(w: Workload, kind: ModelKind, name: str = NAME, work: Path | None = 
                 rec.compare(f"miss_p{int(q * 100)}_ms", v, "runtime_load_p50_ms", own_p50)
     if loads:
         rec.compare("mesh_load_mean_ms", load_sum / loads, "runtime_load_mean_ms", own_mean)
+    # Where a miss waits besides the load itself: for a loading slot, and (before the unload
+    # buffer) for the unload of the model evicted to make room.
+    for figure, metric in (("loading_queue_mean_ms", "modelmesh_loading_queue_delay_milliseconds"),
+                           ("unload_mean_ms", "modelmesh_unloadmodel_milliseconds")):
+        n = last.get(f"{metric}_count", 0) - first.get(f"{metric}_count", 0)
+        if n:
+            rec.figure(figure, (last.get(f"{metric}_sum", 0) - first.get(f"{metric}_sum", 0)) / n)
     rec.compare("register_model_per_s", reg_rate, "raw_etcd_puts_per_s", raw_puts)
     for i, r in enumerate(rss):
         rec.figure(f"mesh_rss_mb_instance_{i}", r)
