@@ -71,7 +71,7 @@ class ModelKind:
     server_type: str  # RuntimePod server_type
     model_type: str
     make_source: Callable[[Path], Path]  # writes the model files once, returns their dir
-    floor_copy: Callable[[Any, Path, str], None]  # (server, source, name): lays out a copy the server loads
+    floor_copy: Callable[[Any, Path, str], Path]  # (server, source, name): lays out a copy the server loads
     request: Callable[[str], Any]  # model name -> V2 ModelInferRequest
     adapter_env: dict[str, str] = field(default_factory=dict)
 
@@ -83,11 +83,12 @@ def mlserver_kind() -> ModelKind:
     def make_source(work: Path) -> Path:
         return sklearn_iris(work / "source" / "iris", tools.mlserver_venv() / "bin" / "python", "iris")
 
-    def floor_copy(server, source: Path, name: str) -> None:
+    def floor_copy(server, source: Path, name: str) -> Path:
         dest = server.models_dir / name
         shutil.copytree(source, dest)
         settings = json.loads((dest / "model-settings.json").read_text())
         (dest / "model-settings.json").write_text(json.dumps({**settings, "name": name}))
+        return dest
 
     return ModelKind("mlserver", "sklearn", make_source, floor_copy, iris_request)
 
@@ -161,7 +162,7 @@ async def _floor_loads(kind: ModelKind, server, source: Path, n: int) -> tuple[l
         stub = GRPCInferenceServiceStub(ch)
         for i in range(-1, n):  # -1: a warm-up (first-load imports), not counted
             name = f"floor-{i + 1}"
-            await asyncio.to_thread(kind.floor_copy, server, source, name)
+            copy = await asyncio.to_thread(kind.floor_copy, server, source, name)
             t = time.perf_counter()
             await stub.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name=name), timeout=120)
             await stub.ModelInfer(kind.request(name), timeout=60)
@@ -173,6 +174,9 @@ async def _floor_loads(kind: ModelKind, server, source: Path, n: int) -> tuple[l
                     await stub.ModelInfer(kind.request(name), timeout=60)
                     infers.append((time.perf_counter() - t) * 1e3)
             await stub.RepositoryModelUnload(v2.RepositoryModelUnloadRequest(model_name=name), timeout=60)
+            # Gone from the models dir too: the pod's server shares it with the adapter, and
+            # MLServer parses every model-settings.json there on each load.
+            await asyncio.to_thread(shutil.rmtree, copy, True)
     return sorted(out), sorted(infers)
 
 
