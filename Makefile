@@ -40,6 +40,7 @@ perf-benchmarks: deps
 	$(PY) -m perf.kv_bench
 	$(PY) -m perf.rest_proxy_bench
 	$(PY) -m perf.adapter_bench
+	$(PY) -m perf.miss_bench
 	$(PY) -m perf.pull_bench
 	$(PY) -m perf.controller_bench --predictors 200
 

@@ -24,7 +24,7 @@ from modelmesh import __version__
 from modelmesh.config.mesh import MeshSettings
 from modelmesh.kv import KVStore, mesh_key_prefix, open_store
 from modelmesh.mesh.api import ModelMeshApi
-from modelmesh.mesh.cache import LocalCache, now_ms
+from modelmesh.mesh.cache import LocalCache, now_ms, unload_reserve_bytes
 from modelmesh.mesh.channels import PeerChannels, RawChannel
 from modelmesh.mesh.cluster import MAX_FAILED_INSTANCES, ClusterView
 from modelmesh.mesh.coordinator import LoadCoordinator
@@ -158,7 +158,8 @@ class MeshInstance:
         s = self.settings
         default_size = status.defaultModelSizeInBytes or 1_000_000
         load_timeout_s = (status.modelLoadingTimeoutMs or 90000) / 1000
-        cache = LocalCache(status.capacityInBytes, s.min_churn_age_ms)
+        cache = LocalCache(status.capacityInBytes, s.min_churn_age_ms, unload_reserve_bytes(
+            status.capacityInBytes, status.maxLoadingConcurrency or 1, default_size))
         cluster = ClusterView(self.id, models, instances, self.constraints, default_size=default_size,
                               failure_expiry_ms=s.load_failure_expiry_ms)
         transitions = VModelTransitions(models, vmodels, cluster)
@@ -202,7 +203,8 @@ class MeshInstance:
 
         def describe() -> InstanceRecord:
             return InstanceRecord(
-                endpoint=f"{s.pod_ip}:{self.internal_port}", capacity_bytes=cache.capacity, used_bytes=cache.used,
+                endpoint=f"{s.pod_ip}:{self.internal_port}", capacity_bytes=cache.published_capacity,
+                used_bytes=cache.models_used,
                 model_count=len(cache), lru_time=cache.lru_time(), loading_threads=loading_threads,
                 loading_in_progress=cache.loading_count, rpm=rates.rpm,
                 # An instance whose runtime is unreachable is, for placement, leaving.

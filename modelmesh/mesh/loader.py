@@ -91,9 +91,9 @@ class ModelLoader:
                 raise RuntimeDown(f"ModelRuntime UNAVAILABLE: runtime unreachable, not loading {model_id} here")
             size = await self.runtime.predict_size(model_id, record.type, record.path, record.key) \
                 or self.default_size
-            if size > self.cache.capacity:
+            if size > self.cache.model_capacity:
                 raise NoCapacity(f"model {model_id} needs {size} bytes, more than the instance capacity "
-                                 f"of {self.cache.capacity}")
+                                 f"of {self.cache.model_capacity}")
             await self._make_room(size, deadline)
             if self.cache.get(model_id) is not None:
                 continue  # someone else started it while we made room
@@ -141,7 +141,7 @@ class ModelLoader:
         if kept is None:  # unregistered while loading
             self._tasks.spawn(self.unload(copy, "unregistered"), f"unload:{model_id}")
             return
-        if self.cache.used > self.cache.capacity:  # real size exceeded the estimate
+        if self.cache.models_used > self.cache.model_capacity:  # real size exceeded the estimate
             self._tasks.spawn(self._shrink_to_capacity(), "shrink")
         await self._on_loaded(model_id)
 
@@ -209,17 +209,20 @@ class ModelLoader:
     # --- room ---------------------------------------------------------------------------
 
     async def _make_room(self, size: int, deadline: float) -> None:
+        """Evict LRU copies until `size` fits the model capacity, then wait only until the
+        runtime has room for it: the evicted copies' unloads run in the background while
+        their space fits the unload buffer (cache.py), so the load does not wait for them."""
         while True:
             victims = self.cache.eviction_candidates(size)
-            if victims == []:
-                return
             if victims:
                 now = now_ms()
                 for v in victims:
                     self.metrics.age_at_eviction.observe(now - v.last_used, v.model_id)
                     self.cache.begin_unload(v)
-                await asyncio.gather(*(self.unload(v, "evicted") for v in victims))
-                continue
+                    if self._tasks.spawn(self.unload(v, "evicted"), f"unload:{v.model_id}") is None:
+                        await self.unload(v, "evicted")  # shutting down: no background tasks
+            if victims is not None and self.cache.fits(size):
+                return
             await self._wait_space(deadline)
 
     async def _wait_space(self, deadline: float) -> None:

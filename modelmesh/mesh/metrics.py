@@ -120,8 +120,8 @@ class RequestMetrics:
 class InstanceState(Protocol):
     """What the instance gauges read (the local cache)."""
 
-    capacity: int
-    used: int
+    published_capacity: int  # less the unload buffer
+    models_used: int
 
     def __len__(self) -> int: ...
 
@@ -182,9 +182,10 @@ class MeshMetrics:
             lru = state.lru_time()
             return (time.time() * 1000 - lru) / 1000 if lru else 0
 
-        self.capacity_bytes.set_function(lambda: state.capacity)
-        self.used_bytes.set_function(lambda: state.used)
-        self.used_bps.set_function(lambda: int(state.used * 10000 / state.capacity) if state.capacity else 0)
+        self.capacity_bytes.set_function(lambda: state.published_capacity)
+        self.used_bytes.set_function(lambda: state.models_used)
+        self.used_bps.set_function(
+            lambda: int(state.models_used * 10000 / state.published_capacity) if state.published_capacity else 0)
         self.models_total.set_function(lambda: len(state))
         self.lru_seconds.set_function(lru_s)
         self.lru_age_seconds.set_function(lru_age_s)

@@ -71,7 +71,7 @@ class ModelKind:
     server_type: str  # RuntimePod server_type
     model_type: str
     make_source: Callable[[Path], Path]  # writes the model files once, returns their dir
-    floor_copy: Callable[[Any, Path, str], None]  # (server, source, name): lays out a copy the server loads
+    floor_copy: Callable[[Any, Path, str], Path]  # (server, source, name): lays out a copy the server loads
     request: Callable[[str], Any]  # model name -> V2 ModelInferRequest
     adapter_env: dict[str, str] = field(default_factory=dict)
 
@@ -83,11 +83,12 @@ def mlserver_kind() -> ModelKind:
     def make_source(work: Path) -> Path:
         return sklearn_iris(work / "source" / "iris", tools.mlserver_venv() / "bin" / "python", "iris")
 
-    def floor_copy(server, source: Path, name: str) -> None:
+    def floor_copy(server, source: Path, name: str) -> Path:
         dest = server.models_dir / name
         shutil.copytree(source, dest)
         settings = json.loads((dest / "model-settings.json").read_text())
         (dest / "model-settings.json").write_text(json.dumps({**settings, "name": name}))
+        return dest
 
     return ModelKind("mlserver", "sklearn", make_source, floor_copy, iris_request)
 
@@ -115,7 +116,10 @@ def _metrics(url: str) -> dict[str, float]:
         for s in fam.samples:
             if s.name in ("modelmesh_cache_miss_milliseconds_count", "modelmesh_cache_miss_milliseconds_sum",
                           "modelmesh_age_at_eviction_milliseconds_count", "modelmesh_loadmodel_milliseconds_count",
-                          "modelmesh_loadmodel_milliseconds_sum", "modelmesh_models_loaded_total"):
+                          "modelmesh_loadmodel_milliseconds_sum", "modelmesh_models_loaded_total",
+                          "modelmesh_loading_queue_delay_milliseconds_count",
+                          "modelmesh_loading_queue_delay_milliseconds_sum",
+                          "modelmesh_unloadmodel_milliseconds_count", "modelmesh_unloadmodel_milliseconds_sum"):
                 out[s.name] = out.get(s.name, 0.0) + s.value
             elif s.name == "modelmesh_cache_miss_milliseconds_bucket":
                 key = f"miss_le_{s.labels['le']}"
@@ -158,7 +162,7 @@ async def _floor_loads(kind: ModelKind, server, source: Path, n: int) -> tuple[l
         stub = GRPCInferenceServiceStub(ch)
         for i in range(-1, n):  # -1: a warm-up (first-load imports), not counted
             name = f"floor-{i + 1}"
-            await asyncio.to_thread(kind.floor_copy, server, source, name)
+            copy = await asyncio.to_thread(kind.floor_copy, server, source, name)
             t = time.perf_counter()
             await stub.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name=name), timeout=120)
             await stub.ModelInfer(kind.request(name), timeout=60)
@@ -170,6 +174,9 @@ async def _floor_loads(kind: ModelKind, server, source: Path, n: int) -> tuple[l
                     await stub.ModelInfer(kind.request(name), timeout=60)
                     infers.append((time.perf_counter() - t) * 1e3)
             await stub.RepositoryModelUnload(v2.RepositoryModelUnloadRequest(model_name=name), timeout=60)
+            # Gone from the models dir too: the pod's server shares it with the adapter, and
+            # MLServer parses every model-settings.json there on each load.
+            await asyncio.to_thread(shutil.rmtree, copy, True)
     return sorted(out), sorted(infers)
 
 
@@ -374,6 +381,13 @@ def measure(w: Workload, kind: ModelKind, name: str = NAME, work: Path | None = 
                 rec.compare(f"miss_p{int(q * 100)}_ms", v, "runtime_load_p50_ms", own_p50)
     if loads:
         rec.compare("mesh_load_mean_ms", load_sum / loads, "runtime_load_mean_ms", own_mean)
+    # Where a miss waits besides the load itself: for a loading slot, and (before the unload
+    # buffer) for the unload of the model evicted to make room.
+    for figure, metric in (("loading_queue_mean_ms", "modelmesh_loading_queue_delay_milliseconds"),
+                           ("unload_mean_ms", "modelmesh_unloadmodel_milliseconds")):
+        n = last.get(f"{metric}_count", 0) - first.get(f"{metric}_count", 0)
+        if n:
+            rec.figure(figure, (last.get(f"{metric}_sum", 0) - first.get(f"{metric}_sum", 0)) / n)
     rec.compare("register_model_per_s", reg_rate, "raw_etcd_puts_per_s", raw_puts)
     for i, r in enumerate(rss):
         rec.figure(f"mesh_rss_mb_instance_{i}", r)

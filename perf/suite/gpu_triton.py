@@ -120,8 +120,9 @@ def triton_kind(layers: int, device: str) -> density.ModelKind:
     def make_source(work: Path) -> Path:
         return make_model(work / "source" / "mlp", layers, device)
 
-    def floor_copy(server, source: Path, name: str) -> None:
+    def floor_copy(server, source: Path, name: str) -> Path:
         shutil.copytree(source, server.repo / name)
+        return server.repo / name
 
     return density.ModelKind("triton", "python", make_source, floor_copy, infer_request)
 

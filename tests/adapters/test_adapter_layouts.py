@@ -237,6 +237,26 @@ def test_mlserver_layout_errors(tmp_path, files, model_path, message):
         run_layout(tmp_path, mlserver, "sklearn", files, model_path)
 
 
+def test_mlserver_hidden_settings_are_listed_for_the_purge(tmp_path):
+    """A loaded model's settings leave MLServer's repository scan (the exact name
+    model-settings.json) but stay findable for the start-up purge."""
+    target, _ = run_layout(tmp_path, mlserver, "sklearn", {"model.joblib": "x"}, "model.joblib")
+    root = target.parent
+    settings = (target / "model-settings.json").read_text()
+    (root / "loading").mkdir()  # laid out, not loaded yet: MLServer's own index lists it
+    (root / "loading" / "model-settings.json").write_text("{}")
+    (root / "stray-file").write_text("")
+    os.symlink(target, root / "a-link")  # not a model dir of ours
+    assert mlserver.hidden_model_ids(str(root)) == []
+
+    mlserver.hide_settings(str(target))
+    assert not (target / "model-settings.json").exists()
+    assert (target / mlserver.LOADED_SETTINGS_FILE).read_text() == settings
+    assert sorted(p.parent.name for p in root.glob("**/model-settings.json")) == ["loading"]
+    assert mlserver.hidden_model_ids(str(root)) == [target.name]
+    assert mlserver.hidden_model_ids(str(tmp_path / "missing")) == []
+
+
 # --- OVMS and TorchServe --------------------------------------------------------------------
 
 OVMS_CASES = [

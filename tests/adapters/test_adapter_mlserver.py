@@ -11,6 +11,7 @@ from adapters.rig import (
     wait_runtime_ready,
 )
 from harness.models import IRIS_SAMPLES
+from modelmesh.protos import grpc_predict_v2_pb2 as v2
 from modelmesh.protos import model_runtime_pb2 as rt
 
 
@@ -47,6 +48,35 @@ async def test_load_infer_unload_from_s3(mlserver_rig, mlserver_adapter, s3_mode
         with pytest.raises(grpc.aio.AioRpcError):
             await infer_iris(stub, model_id)
     assert leftovers(mlserver_adapter.root, model_id) == []
+
+
+async def test_loaded_models_leave_mlservers_repository_scan(mlserver_rig, mlserver_adapter, s3_models):
+    """MLServer parses every model-settings.json under its models dir on each load, so a
+    loaded model's settings are hidden from that scan: its own index no longer lists loaded
+    models, yet they serve, load again under the same id, and unload without leftovers."""
+    spi = mlserver_adapter.spi
+    ids = [f"scan-{i}__isvc-000000001{i}" for i in range(2)]
+    await wait_runtime_ready(spi)
+    for model_id in ids:
+        await spi.loadModel(rt.LoadModelRequest(
+            modelId=model_id, modelType="mt:sklearn", modelPath=s3_models["iris"], modelKey=s3_key("sklearn")))
+    layout_root = mlserver_adapter.root / "_mlserver_models"
+    assert [p for p in layout_root.glob("**/model-settings.json") if p.parent.name in ids] == []
+
+    channel, stub = data_plane(mlserver_rig)
+    async with channel:
+        index = await stub.RepositoryIndex(v2.RepositoryIndexRequest())
+        assert not {m.name for m in index.models} & set(ids)
+        for model_id in ids:
+            assert await infer_iris(stub, model_id) == [c for _, c in IRIS_SAMPLES]
+        # Loaded again under the same id (the mesh does so when the server lost a model).
+        await spi.loadModel(rt.LoadModelRequest(
+            modelId=ids[0], modelType="mt:sklearn", modelPath=s3_models["iris"], modelKey=s3_key("sklearn")))
+        assert await infer_iris(stub, ids[0]) == [c for _, c in IRIS_SAMPLES]
+        for model_id in ids:
+            await spi.unloadModel(rt.UnloadModelRequest(modelId=model_id))
+            assert not await ready_in_server(stub, model_id)
+            assert leftovers(mlserver_adapter.root, model_id) == []
 
 
 async def test_corrupt_model_fails_clearly_and_leaves_nothing(mlserver_rig, mlserver_adapter, s3_models):

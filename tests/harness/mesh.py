@@ -57,6 +57,11 @@ class TestRuntimeProcess:
             raw = await ch.unary_unary("/test.Admin/Loaded")(b"", timeout=5)
         return json.loads(raw)
 
+    async def release_unloads(self) -> None:
+        """Let every held unload (model key `hold_unload`) finish, now and later."""
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.port}") as ch:
+            await ch.unary_unary("/test.Admin/ReleaseUnloads")(b"", timeout=5)
+
 
 class MeshProcess:
     """One `modelmesh runtime` instance."""

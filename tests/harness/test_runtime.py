@@ -4,8 +4,10 @@ It stands in for a real model server where the test needs to control what a runt
 (load delays, failures, sizes, crashes); tests through real MLServer/Triton cover the real
 thing. Behaviour per model comes from its model key JSON:
   {"load_ms": 200, "fail": "message", "size": 123456, "infer_ms": 5, "fail_on": ["runtime name", ...],
-   "max_concurrency": 2, "unavailable_loads": 1}
-(unavailable_loads: the first N load attempts of the model answer UNAVAILABLE)
+   "max_concurrency": 2, "unavailable_loads": 1, "hold_unload": true}
+(unavailable_loads: the first N load attempts of the model answer UNAVAILABLE; hold_unload:
+unloadModel of the model stays in progress, still holding its size, until `/test.Admin/
+ReleaseUnloads` is called: a slow unload)
 (size 0: loadModel reports no size, so the mesh asks modelSize)
 ModelInfer answers with the model name it was addressed to, the mm-model-id header it saw,
 this runtime's name (env TEST_RUNTIME_NAME) and its inputs echoed as raw outputs.
@@ -46,6 +48,8 @@ class State:
         self.loads = 0
         self.load_attempts: dict[str, int] = {}
         self.deadlines: list[float | None] = []  # time remaining (s) each ModelInfer arrived with
+        self.unloads_released = asyncio.Event()
+        self.unloading: set[str] = set()  # held unloads in progress
 
 
 class Runtime(ModelRuntimeServicer):
@@ -81,6 +85,13 @@ class Runtime(ModelRuntimeServicer):
         return rt.LoadModelResponse(sizeInBytes=size, maxConcurrency=int(spec.get("max_concurrency", 0)))
 
     async def unloadModel(self, request, context):
+        m = self.s.loaded.get(request.modelId)
+        if m is not None and m["spec"].get("hold_unload"):
+            self.s.unloading.add(request.modelId)
+            try:
+                await self.s.unloads_released.wait()
+            finally:
+                self.s.unloading.discard(request.modelId)
         self.s.loaded.pop(request.modelId, None)
         return rt.UnloadModelResponse()
 
@@ -139,10 +150,16 @@ async def main() -> None:
     async def loaded(request: bytes, context) -> bytes:
         return json.dumps({"loaded": {k: v["size"] for k, v in state.loaded.items()},
                            "peak_bytes": state.peak_bytes, "loads": state.loads,
-                           "load_attempts": state.load_attempts, "deadlines": state.deadlines[-100:]}).encode()
+                           "load_attempts": state.load_attempts, "deadlines": state.deadlines[-100:],
+                           "unloading": sorted(state.unloading)}).encode()
+
+    async def release_unloads(request: bytes, context) -> bytes:
+        state.unloads_released.set()
+        return b""
 
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        "test.Admin", {"Loaded": grpc.unary_unary_rpc_method_handler(loaded)}),))
+        "test.Admin", {"Loaded": grpc.unary_unary_rpc_method_handler(loaded),
+                       "ReleaseUnloads": grpc.unary_unary_rpc_method_handler(release_unloads)}),))
     socket_path = os.environ.get("TEST_RUNTIME_SOCKET")
     if socket_path:
         server.add_insecure_port(f"unix://{socket_path}")

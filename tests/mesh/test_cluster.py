@@ -1,5 +1,6 @@
 """Several mesh instances (real processes) over a real etcd, as one distributed model cache."""
 
+import asyncio
 import random
 
 
@@ -34,7 +35,8 @@ async def test_thousand_models_over_three_instances_with_room_for_a_hundred(priv
 
 
 async def test_lru_evicts_least_recently_used(etcd, nodes, client_for):
-    node = nodes(etcd, "lru", capacity=3 * MB)
+    # Room for 3 models of 1 MB: 3.4 MB less the unload buffer (41 x 8 KiB: 1% .. 10% of it).
+    node = nodes(etcd, "lru", capacity=3_400_000)
     c = client_for(node)
     for mid in ("a", "b", "c", "d"):
         await c.mesh.registerModel(pb.RegisterModelRequest(modelId=f"lru-{mid}", modelInfo=model_info()))
@@ -48,6 +50,34 @@ async def test_lru_evicts_least_recently_used(etcd, nodes, client_for):
     assert st.status == pb.ModelStatusInfo.NOT_LOADED
     await c.infer("lru-b")  # reloads transparently, evicting c
     assert set((await node.runtime.loaded())["loaded"]) == {"lru-a", "lru-b", "lru-d"}
+
+
+async def test_a_load_does_not_wait_for_the_unload_that_made_its_room(etcd, nodes, client_for):
+    """The reference's unload buffer: a miss that evicts loads while the evicted copy is still
+    unloading, as long as the unloads in flight fit the buffer; the runtime never holds more
+    than its capacity, so a load beyond that waits for an unload to finish."""
+    capacity = 11 * MB  # buffer 123 x 8 KiB (4 loading threads x 1 MB / 4): 9 models + unloads
+    node = nodes(etcd, "ubuf", capacity=capacity)
+    c = client_for(node)
+    ids = [f"ubuf-{i:02d}" for i in range(12)]
+    for mid in ids:  # every unload stays in progress until the runtime is told to finish them
+        await c.mesh.registerModel(pb.RegisterModelRequest(modelId=mid, modelInfo=model_info(hold_unload=True)))
+    for mid in ids[:9]:
+        await c.infer(mid)
+    await asyncio.wait_for(c.infer(ids[9]), 30)  # evicts ubuf-00, whose unload is held
+    state = await node.runtime.loaded()
+    assert state["unloading"] == ["ubuf-00"] and ids[9] in state["loaded"]
+    await asyncio.wait_for(c.infer(ids[10]), 30)  # evicts ubuf-01: the runtime is now full
+    assert (await node.runtime.loaded())["unloading"] == ["ubuf-00", "ubuf-01"]
+    last = asyncio.ensure_future(c.infer(ids[11]))  # evicts ubuf-02, and must wait for room
+    try:
+        await node.runtime.release_unloads()
+        await asyncio.wait_for(last, 30)
+    finally:
+        last.cancel()
+    state = await node.runtime.loaded()
+    assert state["peak_bytes"] <= capacity, f"the runtime held {state['peak_bytes']} bytes"
+    assert ids[11] in state["loaded"] and not set(ids[:3]) & set(state["loaded"])
 
 
 async def test_requests_go_to_the_instance_holding_the_model(etcd, nodes, client_for):

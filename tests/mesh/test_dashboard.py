@@ -72,7 +72,8 @@ def select(all_samples: list, name: str, matchers: dict[str, str]) -> list:
 
 async def test_every_dashboard_query_has_data_after_real_use(etcd, nodes, client_for):
     # A mesh of its own (service name): the cluster counts below must not see other tests' models.
-    node = nodes(etcd, "dash", capacity=3 * MB, limit_concurrency=True, mesh_env={"MM_SERVICE_NAME": "dashboard"})
+    # Room for 3 models of 1 MB beside the unload buffer (41 x 8 KiB).
+    node = nodes(etcd, "dash", capacity=3_400_000, limit_concurrency=True, mesh_env={"MM_SERVICE_NAME": "dashboard"})
     c = client_for(node)
     for mid in ("d1", "d2", "d3", "d4"):
         await c.mesh.registerModel(pb.RegisterModelRequest(modelId=mid, modelInfo=model_info(max_concurrency=1)))

@@ -3,7 +3,7 @@
 
 import pytest
 
-from modelmesh.mesh.cache import CopyState, LocalCache
+from modelmesh.mesh.cache import CopyState, LocalCache, unload_reserve_bytes
 from modelmesh.mesh.constraints import TypeConstraints
 from modelmesh.mesh.dataplane import DataPlaneConfig
 from modelmesh.mesh.placement import choose_instance
@@ -107,6 +107,45 @@ async def test_cache_lru_capacity_and_churn_age():
     with pytest.raises(RuntimeError):
         await fail.ready
     assert cache.used == 20 and copies[2].state is CopyState.LOADED
+
+
+def test_unload_buffer_size_follows_the_reference():
+    # loadingThreads x defaultModelSize / 2 (two threads or fewer) or / 4, within 1%..10% of the
+    # capacity, in 8 KiB units (1 MB default = 123 units).
+    assert unload_reserve_bytes(400 * 2**20, 2, 1_000_000) == 512 * 8192  # 1% floor
+    assert unload_reserve_bytes(11_000_000, 4, 1_000_000) == 123 * 8192
+    assert unload_reserve_bytes(3_000_000, 4, 1_000_000) == 36 * 8192  # 10% ceiling
+    assert unload_reserve_bytes(2**30, 1, 1_000_000) == 1310 * 8192  # max(61, 1310)
+    assert unload_reserve_bytes(0, 2, 1_000_000) == 0
+
+
+async def test_cache_unload_buffer_lets_a_load_start_while_its_room_unloads():
+    cache = LocalCache(capacity_bytes=40, min_churn_age_ms=0, unload_reserve_bytes=10)
+    copies = [cache.reserve(m, 10) for m in "abc"]
+    for c in copies:
+        cache.mark_loaded(c)
+    assert cache.model_capacity == 30 and cache.free == 10
+    assert (cache.published_capacity, cache.models_used) == (30, 30)  # full: a load evicts
+    victims = cache.eviction_candidates(10)
+    assert victims == [copies[0]]
+    cache.begin_unload(copies[0])
+    cache.begin_unload(copies[0])  # twice (evicted, then the unload itself): counted once
+    assert cache.unloading == 10
+    assert (cache.published_capacity, cache.models_used) == (30, 20)  # room for a load without evicting
+    assert cache.eviction_candidates(10) == []  # a's space is already leaving: no second eviction
+    assert cache.fits(10)  # from the buffer: the load need not wait for a's unload
+    d = cache.reserve("d", 10)
+    assert cache.used == 40 and not cache.fits(1)  # loaded + loading + unloading <= capacity
+    cache.mark_loaded(d)
+    assert [c.model_id for c in cache.eviction_candidates(10)] == ["b"]
+    cache.begin_unload(copies[1])
+    assert cache.eviction_candidates(10) == [] and not cache.fits(10)  # buffer spent: wait
+    assert (cache.published_capacity, cache.models_used) == (20, 20)
+    await cache.release(copies[0])
+    assert cache.fits(10) and cache.unloading == 10 and cache.used == 30
+    cache.resize(copies[1], 12)  # a size learned late still counts as unloading
+    await cache.release(copies[1])
+    assert cache.unloading == 0 and cache.used == 20
 
 
 def test_records_round_trip_in_reference_layout():
