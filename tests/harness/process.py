@@ -12,12 +12,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from modelmesh.apps.local.ports import free_port as pick_free_port
+
+
+_handed_out: set[int] = set()  # never the same port twice in one test session
+
 
 def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port that is free right now, outside the kernel's ephemeral range (see
+    `port_pool`), and not handed out before in this session."""
+    port = pick_free_port(avoid=_handed_out)
+    _handed_out.add(port)
+    return port
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:

@@ -8,12 +8,12 @@ import asyncio
 import dataclasses
 import json
 import os
-import socket
 from pathlib import Path
 
 from modelmesh.apps.local.children import Child, ChildFailed, SupervisedGroup
 from modelmesh.apps.local.custom_runtime import CustomRuntime
 from modelmesh.apps.local.mesh_process import MeshPorts, MeshProcess, mesh_env
+from modelmesh.apps.local.ports import free_ports
 from modelmesh.apps.local.runtimes import BuiltinRuntime, http_ok, port_open, role_command
 from modelmesh.config.mesh import MeshSettings
 from modelmesh.config.settings import load_settings
@@ -25,12 +25,6 @@ V2_BY_NAME = json.dumps({"rpcConfigs": {
     "inference.GRPCInferenceService/ModelInfer": {"idExtractionPath": [1], "vModelId": True},
 }, "allowOtherRpcs": True}, separators=(",", ":"))
 START_TIMEOUT_S = 180.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,14 +53,15 @@ class RuntimeInstance:
         self.report = report
         self.root = plan.workdir / "models"
         self.server, self.adapter, self.pair = self._make_pair()
-        self.mesh_ports = MeshPorts(plan.grpc_port or free_port(), free_port(), free_port(), free_port())
+        grpc, probe, prestop, metrics = free_ports(4)
+        self.mesh_ports = MeshPorts(plan.grpc_port or grpc, probe, prestop, metrics)
         self.mesh: MeshProcess | None = None
 
     def _make_pair(self) -> tuple[Child, Child, SupervisedGroup]:
         """The model server and, in front of it, the built-in adapter (or, for a custom
         runtime that implements the SPI itself, the puller)."""
         plan, root, runtime = self.plan, self.root, self.plan.runtime
-        grpc_port, http_port, metrics_port, front_port = free_port(), free_port(), free_port(), free_port()
+        grpc_port, http_port, metrics_port, front_port = free_ports(4)
         logs = plan.workdir / "logs"
         launch = runtime.launch(root / runtime.models_subdir if runtime.models_subdir else root,
                                 grpc_port, http_port, metrics_port)

@@ -1,8 +1,53 @@
-"""Ports of the front door, checked before anything starts: a taken port is a bad setting."""
+"""Ports: the front door's, checked before anything starts (a taken port is a bad setting),
+and free ones for the children, chosen where no outgoing connection can take them."""
 
 from __future__ import annotations
 
+import random
 import socket
+from collections.abc import Container
+from pathlib import Path
+
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def port_pool() -> range:
+    """Ports below (or above) the kernel's ephemeral range: a port the kernel picks with bind(0)
+    comes from that range, where any process's next outgoing connection may take it between
+    our choosing and the child binding it."""
+    try:
+        low, high = map(int, EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    if low > 12000:
+        return range(10000, low)
+    if high < 63000:
+        return range(high + 1, 65536)
+    return range(0)  # no room outside it: let the kernel choose
+
+
+def free_port(avoid: Container[int] = ()) -> int:
+    """A TCP port free on every address right now, from `port_pool()`, not one of `avoid`."""
+    pool = port_pool()
+    for _ in range(500):
+        port = random.choice(pool) if pool else 0
+        if port in avoid:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free TCP port found")
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (see `free_port`)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        ports.append(free_port(avoid=ports))
+    return ports
 
 
 class PortProblem(ValueError):
