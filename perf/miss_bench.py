@@ -45,16 +45,10 @@ ADAPTER_STAGES = ("queued_s", "layout_s", "server_s")
 
 
 def _sums(url: str) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=5) as r:
-        text = r.read().decode()
     out: dict[str, float] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name.endswith("_sum"):
-                out[s.name[:-4]] = out.get(s.name[:-4], 0.0) + s.value
+    for s in density.metric_samples(url):
+        if s.name.endswith("_sum"):
+            out[s.name[:-4]] = out.get(s.name[:-4], 0.0) + s.value
     return out
 
 

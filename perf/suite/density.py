@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,24 +106,29 @@ class ZipfTraffic:
         return self.ids[bisect.bisect_left(self.cum, self.rng.random() * self.cum[-1])]
 
 
-def _metrics(url: str) -> dict[str, float]:
+def metric_samples(url: str) -> Iterator[Any]:
+    """Every sample a Prometheus endpoint exposes right now."""
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(url, timeout=5) as r:
         text = r.read().decode()
-    out: dict[str, float] = {}
     for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name in ("modelmesh_cache_miss_milliseconds_count", "modelmesh_cache_miss_milliseconds_sum",
-                          "modelmesh_age_at_eviction_milliseconds_count", "modelmesh_loadmodel_milliseconds_count",
-                          "modelmesh_loadmodel_milliseconds_sum", "modelmesh_models_loaded_total",
-                          "modelmesh_loading_queue_delay_milliseconds_count",
-                          "modelmesh_loading_queue_delay_milliseconds_sum",
-                          "modelmesh_unloadmodel_milliseconds_count", "modelmesh_unloadmodel_milliseconds_sum"):
-                out[s.name] = out.get(s.name, 0.0) + s.value
-            elif s.name == "modelmesh_cache_miss_milliseconds_bucket":
-                key = f"miss_le_{s.labels['le']}"
-                out[key] = out.get(key, 0.0) + s.value
+        yield from fam.samples
+
+
+def _metrics(url: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for s in metric_samples(url):
+        if s.name in ("modelmesh_cache_miss_milliseconds_count", "modelmesh_cache_miss_milliseconds_sum",
+                      "modelmesh_age_at_eviction_milliseconds_count", "modelmesh_loadmodel_milliseconds_count",
+                      "modelmesh_loadmodel_milliseconds_sum", "modelmesh_models_loaded_total",
+                      "modelmesh_loading_queue_delay_milliseconds_count",
+                      "modelmesh_loading_queue_delay_milliseconds_sum",
+                      "modelmesh_unloadmodel_milliseconds_count", "modelmesh_unloadmodel_milliseconds_sum"):
+            out[s.name] = out.get(s.name, 0.0) + s.value
+        elif s.name == "modelmesh_cache_miss_milliseconds_bucket":
+            key = f"miss_le_{s.labels['le']}"
+            out[key] = out.get(key, 0.0) + s.value
     return out
 
 
