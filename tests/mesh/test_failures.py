@@ -11,15 +11,9 @@ from modelmesh.protos import model_mesh_pb2 as pb
 
 from harness.mesh_client import drive_random_traffic as _drive
 from harness.mesh_client import register_many as _register_many
+from harness.process import wait_for
 
 MB = 1_000_000
-
-
-async def wait_for(condition, timeout):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 ST = pb.ModelStatusInfo
 
 
@@ -33,7 +27,7 @@ async def test_killed_instance_mid_traffic(private_etcd, nodes, client_for):
     assert await _drive(survivors, ids, count=150, concurrency=8, rng=rng) == []
     done: list = []
     traffic = asyncio.ensure_future(_drive(survivors, ids, count=400, concurrency=8, rng=rng, progress=done))
-    await wait_for(lambda: len(done) >= 50, 60)  # kill it while traffic is in flight
+    await wait_for(lambda: len(done) >= 50, 60, "50 requests done")  # kill it while traffic is in flight
     cluster[2].kill()
     failures = await traffic
     # Requests already inside the dead instance may fail; nothing after that.
@@ -152,13 +146,13 @@ async def test_runtime_restart_is_detected_and_its_copies_forgotten(etcd, nodes,
     await ca.mesh.registerModel(pb.RegisterModelRequest(modelId="rr-1", modelInfo=model_info()))
     assert (await ca.infer("rr-1")).parameters["runtime"].string_param == "rr-a"
     a.runtime.stop()
-    await wait_for(lambda: ready_status() == 503, 30)  # a's runtime is gone: not ready
+    await wait_for(lambda: ready_status() == 503, 30, "not ready")  # a's runtime is gone: not ready
     # New loads go to b while a's runtime is down.
     st = await ca.mesh.registerModel(pb.RegisterModelRequest(modelId="rr-2", modelInfo=model_info(), loadNow=True,
                                                              sync=True))
     assert [ci.location for ci in st.modelCopyInfos] == ["loc-rr-b"]
     a.runtime.start()  # same port: the runtime restarted, empty
-    await wait_for(lambda: ready_status() == 200, 30)
+    await wait_for(lambda: ready_status() == 200, 30, "ready")
 
     async def rr1_not_on_a():
         st = await ca.mesh.getModelStatus(pb.GetStatusRequest(modelId="rr-1"))
@@ -214,7 +208,8 @@ async def test_etcd_outage_longer_than_the_lease_serves_loaded_models_from_memor
     traffic = asyncio.ensure_future(_drive(clients, ids, count=4000, concurrency=4, rng=rng, progress=done))
     etcd.stop()
     # Longer than the lease TTL (3 s in the harness): both instances lose their lease.
-    await wait_for(lambda: all("lease lost" in n.mesh.log_path.read_text() for n in cluster) or traffic.done(), 60)
+    await wait_for(lambda: all("lease lost" in n.mesh.log_path.read_text() for n in cluster) or traffic.done(), 60,
+                   "both leases lost")
     assert not traffic.done(), "traffic ended before the outage was long enough"
     # A model the instance has never seen needs the store: UNAVAILABLE, not NOT_FOUND.
     with pytest.raises(grpc.aio.AioRpcError) as e:
@@ -303,7 +298,7 @@ async def test_no_reload_while_the_runtime_is_unreachable_and_no_failure_recorde
 
         # Adapter down, and the server lost the model: no instance can serve it now.
         a.runtime.stop()
-        await wait_for(lambda: ready_status() == 503, 30)
+        await wait_for(lambda: ready_status() == 503, 30, "not ready")
         await server_call("unload", "ur")
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await ca.infer("ur")
@@ -313,7 +308,7 @@ async def test_no_reload_while_the_runtime_is_unreachable_and_no_failure_recorde
 
         # The adapter is back: the model loads on this instance as usual.
         a.runtime.start()
-        await wait_for(lambda: ready_status() == 200, 30)
+        await wait_for(lambda: ready_status() == 200, 30, "ready")
         st = await ca.mesh.ensureLoaded(pb.EnsureLoadedRequest(modelId="ur", sync=True))
         assert st.status == ST.LOADED, st
         assert [ci.location for ci in st.modelCopyInfos] == ["loc-ur-a"]
@@ -331,9 +326,9 @@ async def test_no_reload_while_the_runtime_is_unreachable_and_no_failure_recorde
             st = await ca.mesh.getModelStatus(pb.GetStatusRequest(modelId="ur-on-b"))
             return [ci.location for ci in st.modelCopyInfos]
 
-        await wait_for_async(a_sees_b, ["loc-ur-b"], 30)
+        await wait_for(lambda: _equals(a_sees_b(), ["loc-ur-b"]), 30, "a sees b")
         a.runtime.stop()
-        await wait_for(lambda: ready_status() == 503, 30)
+        await wait_for(lambda: ready_status() == 503, 30, "not ready")
         await server_call("unload", "ur")
         assert (await ca.infer("ur")).parameters["runtime"].string_param == "ur-b"
         await no_failure_recorded()
@@ -350,7 +345,7 @@ async def test_a_load_that_finds_the_runtime_unreachable_is_not_a_model_failure(
     c = client_for(node)
     await c.mesh.registerModel(pb.RegisterModelRequest(modelId="ul", modelInfo=model_info(unavailable_loads=1),
                                                        loadNow=True))
-    await wait_for_async(lambda: _load_attempts(node, "ul"), 1, 30)
+    await wait_for(lambda: _equals(_load_attempts(node, "ul"), 1), 30, "one load attempt")
     deadline = asyncio.get_running_loop().time() + 30
     while True:
         st = await c.mesh.getModelStatus(pb.GetStatusRequest(modelId="ul"))
@@ -370,8 +365,5 @@ async def _load_attempts(node, model_id: str) -> int:
     return (await node.runtime.loaded())["load_attempts"].get(model_id, 0)
 
 
-async def wait_for_async(probe, expected, timeout):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while await probe() != expected:
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+async def _equals(probe, expected) -> bool:
+    return await probe == expected

@@ -6,20 +6,9 @@ import asyncio
 import orjson
 
 from harness.mesh_client import model_info
+from harness.process import wait_for
 from modelmesh.kv import open_store
 from modelmesh.protos import model_mesh_pb2 as pb
-
-
-async def wait_for(condition, timeout, what):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert asyncio.get_running_loop().time() < deadline, f"{what} not within {timeout}s"
-        await asyncio.sleep(0.05)
 
 
 async def test_janitor_keeps_publishing_while_a_copy_it_added_loads(private_etcd, nodes, client_for):
