@@ -57,7 +57,7 @@ _CHANNEL_OPTIONS = [
 ]
 
 
-def _range_end(prefix: bytes) -> tuple[bytes, bytes]:
+def prefix_range(prefix: bytes) -> tuple[bytes, bytes]:
     """(key, range_end) covering every key that starts with `prefix`."""
     if not prefix:
         return b"\0", b"\0"
@@ -259,7 +259,7 @@ class EtcdStore:
         return _kv(resp.kvs[0]) if resp.kvs else None
 
     async def get_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
-        key, end = _range_end(prefix.encode())
+        key, end = prefix_range(prefix.encode())
         for _ in range(3):  # a compaction between pages restarts the listing
             try:
                 return await self._list(key, end)
@@ -350,7 +350,7 @@ class EtcdStore:
         return resp.deleted > 0
 
     async def delete_prefix(self, prefix: str) -> int:
-        key, end = _range_end(prefix.encode())
+        key, end = prefix_range(prefix.encode())
         request = rpc.DeleteRangeRequest(key=key, range_end=end)
         resp = await self._call(lambda ch: ch.kv.DeleteRange(request, timeout=self.op_timeout_s, metadata=ch.metadata))
         return resp.deleted
@@ -372,7 +372,7 @@ class EtcdStore:
     # --- watch ---------------------------------------------------------------------------
 
     async def watch_prefix(self, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
-        key, end = _range_end(prefix.encode())
+        key, end = prefix_range(prefix.encode())
         next_rev = start_revision
         delay, denied = 0.05, 0
         while not self._closed:

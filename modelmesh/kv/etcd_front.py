@@ -29,6 +29,7 @@ from aetcd.rpc import rpc_pb2_grpc
 
 from modelmesh.kv.api import EventType, KeyValue, LeaseLost, StoreUnavailable, WatchCompacted
 from modelmesh.kv.embedded import EmbeddedStore
+from modelmesh.kv.etcd import prefix_range
 from modelmesh.observability.logging import get_logger
 
 log = get_logger("modelmesh.kv.etcd_front")
@@ -48,16 +49,6 @@ class _Abort(Exception):
         self.details = details
 
 
-def prefix_end(prefix: bytes) -> bytes:
-    """etcd's range_end for "every key starting with `prefix`"."""
-    end = bytearray(prefix)
-    for i in reversed(range(len(end))):
-        if end[i] < 0xFF:
-            end[i] += 1
-            return bytes(end[: i + 1])
-    return b"\0"
-
-
 def _text(key: bytes) -> str:
     try:
         return key.decode()
@@ -75,7 +66,7 @@ class _KeyRange:
         self.prefix: str | None = None
         if self.single:
             self.text = _text(key)
-        elif key and range_end == prefix_end(key):
+        elif key and prefix_range(key) == (key, range_end):
             self.prefix = _text(key)
 
     def contains(self, key: str) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from modelmesh.apps.local.ports import free_port as pick_free_port
+from modelmesh.apps.local.ports import port_open  # noqa: F401 - re-exported: harness modules import it from here
 
 
 _handed_out: set[int] = set()  # never the same port twice in one test session
@@ -52,14 +52,6 @@ async def wait_for(condition: Callable[[], Any], timeout: float, what: str, inte
             return result
         assert loop.time() < deadline, f"{what} not within {timeout}s"
         await asyncio.sleep(interval)
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 class ManagedProcess:

@@ -13,8 +13,8 @@ from pathlib import Path
 from modelmesh.apps.local.children import Child, ChildFailed, SupervisedGroup
 from modelmesh.apps.local.custom_runtime import CustomRuntime
 from modelmesh.apps.local.mesh_process import MeshPorts, MeshProcess, mesh_env
-from modelmesh.apps.local.ports import free_ports
-from modelmesh.apps.local.runtimes import BuiltinRuntime, http_ok, port_open, role_command
+from modelmesh.apps.local.ports import free_ports, port_open
+from modelmesh.apps.local.runtimes import BuiltinRuntime, http_ok, role_command
 from modelmesh.config.mesh import MeshSettings
 from modelmesh.config.settings import load_settings
 

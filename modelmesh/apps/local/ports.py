@@ -42,6 +42,15 @@ def free_port(avoid: Container[int] = ()) -> int:
     raise OSError("no free TCP port found")
 
 
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts connections on host:port right now."""
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def free_ports(count: int) -> list[int]:
     """`count` distinct free ports (see `free_port`)."""
     ports: list[int] = []

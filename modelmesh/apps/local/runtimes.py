@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import urllib.request
 from dataclasses import dataclass
@@ -25,14 +24,6 @@ TRITON_VERSION = "2.51"
 
 def cache_dir() -> Path:
     return Path(os.environ.get("MODELMESH_CACHE") or Path.home() / ".cache" / "modelmesh")
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def http_ok(url: str) -> bool:
